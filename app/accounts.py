@@ -1,0 +1,189 @@
+"""Use cases about accounts: register, authenticate, change password, deactivate."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import exc
+from sqlalchemy import select
+from sqlalchemy import update
+
+from . import audit
+from .errors import AccessDenied
+from .errors import Conflict
+from .errors import InvalidGrant
+from .errors import InvalidRequest
+from .errors import NotFound
+from .models import AuthSession
+from .models import User
+from .settings import AuthSettings
+from .state import AuthState
+from .state import ClientInfo
+
+# Deliberately loose (RFC 5321 allows much); the mailbox itself proves an address.
+_EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MAX_EMAIL_LENGTH = 254
+BAD_CREDENTIALS = "invalid email or password"
+
+
+def normalise_email(email: object) -> str:
+    """Trimmed, lower-cased email; InvalidRequest naming the field if it is not one."""
+    if not isinstance(email, str):
+        raise InvalidRequest("email: must be a string")
+    normalised = email.strip().lower()
+    if len(normalised) > MAX_EMAIL_LENGTH or not _EMAIL_PATTERN.fullmatch(normalised):
+        raise InvalidRequest("email: is not a valid email address")
+    return normalised
+
+
+def check_new_password(password: object, settings: AuthSettings, *, field: str) -> str:
+    """The password if its length is within policy; InvalidRequest naming `field` otherwise."""
+    if not isinstance(password, str):
+        raise InvalidRequest(f"{field}: must be a string")
+    if len(password) < settings.password_min_length:
+        raise InvalidRequest(f"{field}: must be at least {settings.password_min_length} characters")
+    if len(password) > settings.password_max_length:
+        raise InvalidRequest(f"{field}: must be at most {settings.password_max_length} characters")
+    return password
+
+
+def register(
+    state: AuthState,
+    *,
+    email: object,
+    password: object,
+    role: str = "user",
+    client: ClientInfo,
+    now: datetime,
+) -> User:
+    """Create an active user; Conflict if the email is taken. Commits."""
+    email = normalise_email(email)
+    password = check_new_password(password, state.settings, field="password")
+    db_session = state.session
+    if db_session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("an account with this email already exists")
+    user = User(
+        email=email,
+        password_hash=state.passwords.hash(password),
+        role=role,
+        is_active=True,
+        created_at=now,
+        password_changed_at=now,
+    )
+    db_session.add(user)
+    try:
+        db_session.flush()
+    except exc.IntegrityError:  # a concurrent registration of the same email won
+        db_session.rollback()
+        raise Conflict("an account with this email already exists") from None
+    audit.record_event(db_session, audit.REGISTER, now=now, client=client, user_id=user.id)
+    db_session.commit()
+    return user
+
+
+def authenticate(
+    state: AuthState, *, email: object, password: object, client: ClientInfo, now: datetime
+) -> User:
+    """The active user with these credentials, its hash upgraded if the profile changed.
+
+    Raises InvalidGrant with one message for every failure, after the same argon2 work,
+    and commits a `login_failed` event first. Leaves a successful login uncommitted.
+    """
+    if not isinstance(password, str) or not isinstance(email, str):
+        raise InvalidRequest("email and password: must be strings")
+    db_session = state.session
+    user = db_session.scalar(select(User).where(User.email == email.strip().lower()))
+    matches = state.passwords.verify(user.password_hash if user else None, password)
+    if user is None or not matches or not user.is_active:
+        reason = (
+            "unknown_email" if user is None else ("wrong_password" if not matches else "inactive")
+        )
+        audit.record_event(
+            db_session,
+            audit.LOGIN_FAILED,
+            now=now,
+            client=client,
+            user_id=user.id if user else None,
+            detail={"reason": reason},
+        )
+        db_session.commit()
+        raise InvalidGrant(BAD_CREDENTIALS)
+    if state.passwords.needs_rehash(user.password_hash):
+        user.password_hash = state.passwords.hash(password)
+    return user
+
+
+def change_password(
+    state: AuthState,
+    *,
+    user_id: int,
+    session_id: str,
+    current_password: object,
+    new_password: object,
+    client: ClientInfo,
+    now: datetime,
+) -> None:
+    """Replace the password and revoke every other session of the user. Commits.
+
+    AccessDenied (403, so clients do not take it for an expired access token) on a wrong
+    current password.
+    """
+    if not isinstance(current_password, str):
+        raise InvalidRequest("current_password: must be a string")
+    new_password = check_new_password(new_password, state.settings, field="new_password")
+    db_session = state.session
+    user = db_session.get(User, user_id)
+    if user is None or not state.passwords.verify(user.password_hash, current_password):
+        raise AccessDenied("the current password is incorrect")
+    user.password_hash = state.passwords.hash(new_password)
+    user.password_changed_at = now
+    revoked = revoke_sessions(
+        state, user_id=user_id, reason="password_changed", now=now, keep_session_id=session_id
+    )
+    audit.record_event(
+        db_session,
+        audit.PASSWORD_CHANGED,
+        now=now,
+        client=client,
+        user_id=user_id,
+        session_id=session_id,
+        detail={"sessions_revoked": revoked},
+    )
+    db_session.commit()
+
+
+def deactivate(state: AuthState, *, email: str, client: ClientInfo, now: datetime) -> int:
+    """Block the user's logins and revoke all its sessions; the count revoked. Commits."""
+    db_session = state.session
+    user = db_session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise NotFound(f"no user with email {email}")
+    user.is_active = False
+    revoked = revoke_sessions(state, user_id=user.id, reason="deactivated", now=now)
+    audit.record_event(db_session, audit.USER_DEACTIVATED, now=now, client=client, user_id=user.id)
+    db_session.commit()
+    return revoked
+
+
+def revoke_sessions(
+    state: AuthState,
+    *,
+    user_id: int,
+    reason: str,
+    now: datetime,
+    keep_session_id: str | None = None,
+    only_session_id: str | None = None,
+) -> int:
+    """Mark the user's live sessions revoked (all, all but one, or one); the count. No commit."""
+    statement = (
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    if keep_session_id is not None:
+        statement = statement.where(AuthSession.id != keep_session_id)
+    if only_session_id is not None:
+        statement = statement.where(AuthSession.id == only_session_id)
+    result = state.session.execute(statement, execution_options={"synchronize_session": False})
+    return int(result.rowcount)  # type: ignore[attr-defined]

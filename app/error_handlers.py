@@ -1,0 +1,87 @@
+"""Every failure as `{"error", "error_description"}` JSON, never an HTML page or a trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask import jsonify
+from flask import Response
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException
+
+from .errors import AuthError
+from .errors import MissingCredentials
+from .errors import TemporarilyUnavailable
+from .state import auth_state
+from .transport import clear_token_cookies
+
+REALM = "api"
+DATABASE_RETRY_AFTER_SECONDS = 5
+_HTTP_ERROR_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+logger = logging.getLogger("app.auth")
+
+
+def render_auth_error(error: AuthError) -> Response:
+    """The JSON error, the RFC 6750 challenge where it applies, cookies cleared if final."""
+    response = jsonify(error=error.error, error_description=error.description)
+    response.status_code = error.status_code
+    if isinstance(error, MissingCredentials):
+        response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
+    elif error.bearer_challenge:
+        response.headers["WWW-Authenticate"] = (
+            f'Bearer realm="{REALM}", error="{error.error}", '
+            f'error_description="{error.description}"'
+        )
+    if error.clears_cookies:
+        clear_token_cookies(response, auth_state())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def render_database_error(error: Exception) -> Response:
+    """A database that cannot be reached is a transient 503, and the cookies stay."""
+    logger.warning("database unavailable: %s", type(error).__name__)
+    response = render_auth_error(
+        TemporarilyUnavailable("the database is unavailable; retry shortly")
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def render_http_exception(error: HTTPException) -> Response:
+    code = error.code or 500
+    response = jsonify(
+        error=_HTTP_ERROR_CODES.get(code, "http_error"), error_description=error.description
+    )
+    response.status_code = code
+    for name, value in error.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def render_unexpected_error(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return render_http_exception(error)
+    logger.error("unhandled %s", type(error).__name__, exc_info=error)
+    response = jsonify(error="server_error", error_description="an unexpected error occurred")
+    response.status_code = 500
+    return response
+
+
+def register_error_handlers(app: Flask, *, json_errors: bool) -> None:
+    """AuthError and database outages always; every other error too when `json_errors`."""
+    app.register_error_handler(AuthError, render_auth_error)
+    for database_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.register_error_handler(database_error, render_database_error)
+    if json_errors:
+        app.register_error_handler(HTTPException, render_http_exception)
+        app.register_error_handler(Exception, render_unexpected_error)

@@ -1,0 +1,117 @@
+"""Signing and verification keys, their `kid`s and the public JWKS."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import get_default_algorithms
+
+from .settings import AuthSettings
+from .settings import HMAC_ALGORITHMS
+
+MIN_RSA_BITS = 2048
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "EdDSA": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
+    "ES256": (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey),
+    "RS256": (rsa.RSAPrivateKey, rsa.RSAPublicKey),
+}
+# RFC 7638: the members that make up a key's thumbprint, per key type.
+_THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySet:
+    """The key that signs new tokens and every key that still verifies, by `kid`."""
+
+    algorithm: str
+    signing_key: Any
+    signing_kid: str
+    verification_keys: dict[str, Any]
+    public_jwks: tuple[dict[str, str], ...]
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """RFC 7517 key set of the public verification keys; empty for HMAC."""
+        return {"keys": list(self.public_jwks)}
+
+
+def load_key_set(settings: AuthSettings) -> KeySet:
+    """Build the key set from settings; raise RuntimeError naming the key when one is unusable."""
+    if settings.algorithm in HMAC_ALGORITHMS:
+        # The kid is a MAC of a constant, so it names the key without revealing anything of it.
+        kid = "hs-" + hmac.new(settings.secret_key, b"kid", hashlib.sha256).hexdigest()[:16]
+        return KeySet(settings.algorithm, settings.secret_key, kid, {kid: settings.secret_key}, ())
+    assert settings.private_key_pem is not None  # noqa: S101 (settings guarantee it)
+    private_key = serialization.load_pem_private_key(settings.private_key_pem, password=None)
+    _check_key_type(settings.algorithm, private_key, "AUTH_JWT_PRIVATE_KEY")
+    public_keys = [(None, private_key.public_key())]  # type: ignore[union-attr]
+    for given_kid, pem in settings.public_keys_pem:
+        try:
+            public_key = serialization.load_pem_public_key(pem)
+        except ValueError as exc:
+            raise RuntimeError(
+                f"AUTH_JWT_PUBLIC_KEYS: a key is not a PEM public key ({exc}); fix or remove it."
+            ) from exc
+        _check_key_type(settings.algorithm, public_key, "AUTH_JWT_PUBLIC_KEYS")
+        public_keys.append((given_kid, public_key))
+    algorithm = get_default_algorithms()[settings.algorithm]
+    verification: dict[str, Any] = {}
+    jwks: list[dict[str, str]] = []
+    for given_kid, public_key in public_keys:
+        jwk: dict[str, str] = algorithm.to_jwk(public_key, as_dict=True)  # type: ignore[call-overload]
+        kid = given_kid or _thumbprint(jwk)
+        verification[kid] = public_key
+        jwks.append({**jwk, "kid": kid, "alg": settings.algorithm, "use": "sig"})
+    signing_kid = next(iter(verification))
+    return KeySet(settings.algorithm, private_key, signing_kid, verification, tuple(jwks))
+
+
+def _check_key_type(algorithm: str, key: object, setting: str) -> None:
+    if not isinstance(key, _KEY_TYPES[algorithm]):
+        raise RuntimeError(f"{setting}: a {type(key).__name__} cannot be used with {algorithm}.")
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and not isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        raise RuntimeError(f"{setting}: ES256 needs a P-256 key, not {key.curve.name}.")
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise RuntimeError(f"{setting}: RSA keys must have at least {MIN_RSA_BITS} bits.")
+
+
+def _thumbprint(jwk: dict[str, str]) -> str:
+    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+def generate_private_key_pem(algorithm: str) -> tuple[str, str]:
+    """A new (private, public) PEM pair for EdDSA, ES256 or RS256."""
+    private_key: Any
+    if algorithm == "EdDSA":
+        private_key = ed25519.Ed25519PrivateKey.generate()
+    elif algorithm == "ES256":
+        private_key = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "RS256":
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise ValueError(f"no key pair for {algorithm}")
+    private_pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem.decode(), public_pem.decode()

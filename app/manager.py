@@ -1,0 +1,49 @@
+"""AuthManager: wires settings, keys, the blueprint, error handlers and the CLI into an app."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+from .cli import auth_cli
+from .db import db as default_db
+from .error_handlers import register_error_handlers
+from .keys import load_key_set
+from .passwords import PasswordHasher
+from .settings import AuthSettings
+from .state import AuthState
+from .state import EXTENSION_KEY
+from .views import blueprint
+
+
+class AuthManager:
+    """The Flask extension. `AuthManager(app)` or `auth = AuthManager(); auth.init_app(app)`.
+
+    `db`: the host app's SQLAlchemy instance, if it has one (our tables are in `app.db.Base`'s
+    metadata); by default ours, initialised on the app if it is not yet.
+    `json_errors`: render every error of the app (404, 405, 500, ...) as JSON too.
+    """
+
+    def __init__(
+        self, app: Flask | None = None, *, db: SQLAlchemy | None = None, json_errors: bool = True
+    ) -> None:
+        self._db = db
+        self._json_errors = json_errors
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate the configuration (RuntimeError naming the key) and register everything."""
+        settings = AuthSettings.from_config(app.config)
+        database = self._db or default_db
+        if "sqlalchemy" not in app.extensions:
+            database.init_app(app)
+        app.extensions[EXTENSION_KEY] = AuthState(
+            settings=settings,
+            keys=load_key_set(settings),
+            passwords=PasswordHasher(settings.argon2_profile),
+            db=database,
+        )
+        app.register_blueprint(blueprint, url_prefix=settings.url_prefix)
+        register_error_handlers(app, json_errors=self._json_errors)
+        app.cli.add_command(auth_cli)

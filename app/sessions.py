@@ -1,0 +1,374 @@
+"""Use cases about sessions: login, refresh-token rotation, logout, listing, pruning."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+
+from . import audit
+from .accounts import authenticate
+from .accounts import revoke_sessions
+from .errors import InvalidGrant
+from .errors import NotFound
+from .models import AuthSession
+from .models import RefreshToken
+from .models import User
+from .state import AuthState
+from .state import ClientInfo
+from .tokens import issue_access_token
+from .tokens import new_refresh_token
+from .tokens import refresh_token_hash
+from .tokens import successor_refresh_token
+
+SESSION_OVER = "the session has ended; log in again"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IssuedTokens:
+    """What a login or a refresh hands to the client."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_at: datetime
+    session_id: str
+    user: User | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SessionStatus:
+    """What a protected request needs to know of its session, from one query."""
+
+    user_id: int
+    role: str
+
+
+def login(
+    state: AuthState, *, email: object, password: object, client: ClientInfo, now: datetime
+) -> IssuedTokens:
+    """Authenticate, open a session with its first refresh token. Commits."""
+    user = authenticate(state, email=email, password=password, client=client, now=now)
+    settings = state.settings
+    auth_session = AuthSession(
+        id=secrets.token_urlsafe(24),
+        user_id=user.id,
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + settings.session_ttl,
+        user_agent=client.user_agent,
+        ip=client.ip,
+    )
+    refresh_token = new_refresh_token()
+    refresh_expires_at = min(now + settings.refresh_token_ttl, auth_session.expires_at)
+    db_session = state.session
+    db_session.add(auth_session)
+    db_session.add(
+        RefreshToken(
+            token_hash=refresh_token_hash(refresh_token),
+            user_id=user.id,
+            session_id=auth_session.id,
+            created_at=now,
+            expires_at=refresh_expires_at,
+        )
+    )
+    audit.record_event(
+        db_session,
+        audit.LOGIN_SUCCEEDED,
+        now=now,
+        client=client,
+        user_id=user.id,
+        session_id=auth_session.id,
+    )
+    db_session.commit()
+    return _issue(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
+
+
+def rotate_refresh_token(
+    state: AuthState, *, presented: object, client: ClientInfo, now: datetime
+) -> IssuedTokens:
+    """Spend `presented` and return its successor, in one transaction. Commits.
+
+    Of concurrent requests presenting one token, the conditional UPDATE lets exactly one
+    rotate it. A replay within the grace window of the token's own rotation gets the same
+    successor; any other replay revokes the session (committed) and raises InvalidGrant.
+    """
+    token_hash = refresh_token_hash(presented)
+    assert isinstance(presented, str)  # noqa: S101 (refresh_token_hash checked it)
+    db_session = state.session
+    row = db_session.execute(
+        select(RefreshToken, AuthSession, User)
+        .join(AuthSession, RefreshToken.session_id == AuthSession.id)
+        .join(User, RefreshToken.user_id == User.id)
+        .where(RefreshToken.token_hash == token_hash)
+    ).one_or_none()
+    if row is None:
+        raise InvalidGrant("the refresh token is invalid")
+    token, auth_session, user = row.tuple()
+    if not auth_session.is_live(now) or not user.is_active:
+        raise InvalidGrant(SESSION_OVER)
+    if now >= token.expires_at:
+        raise InvalidGrant("the refresh token has expired")
+    # Threat: double spend. The row count of this UPDATE, not an earlier SELECT, decides.
+    claimed = db_session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount  # type: ignore[attr-defined]
+    successor = successor_refresh_token(presented, secret_key=state.settings.secret_key)
+    if claimed == 1:
+        successor_expires_at = min(now + state.settings.refresh_token_ttl, auth_session.expires_at)
+        db_session.add(
+            RefreshToken(
+                token_hash=refresh_token_hash(successor),
+                user_id=user.id,
+                session_id=auth_session.id,
+                created_at=now,
+                expires_at=successor_expires_at,
+                parent_id=token.id,
+            )
+        )
+        grace = False
+    else:
+        successor_expires_at = _grace_successor_expiry(
+            state, token.id, successor, client=client, now=now
+        )
+        grace = True
+    db_session.execute(
+        update(AuthSession).where(AuthSession.id == auth_session.id).values(last_used_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    audit.record_event(
+        db_session,
+        audit.REFRESHED,
+        now=now,
+        client=client,
+        user_id=user.id,
+        session_id=auth_session.id,
+        detail={"grace": True} if grace else None,
+    )
+    db_session.commit()
+    return _issue(state, user, auth_session.id, successor, successor_expires_at, now=now)
+
+
+def _grace_successor_expiry(
+    state: AuthState, token_id: int, successor: str, *, client: ClientInfo, now: datetime
+) -> datetime:
+    """The expiry of the successor when this replay of an already used token is in grace.
+
+    Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
+    """
+    db_session = state.session
+    # Fresh reads (not the identity map): a concurrent winner has committed by now.
+    used_at, session_id, user_id, revoked_at = (
+        db_session.execute(
+            select(
+                RefreshToken.used_at,
+                RefreshToken.session_id,
+                RefreshToken.user_id,
+                AuthSession.revoked_at,
+            )
+            .join(AuthSession, RefreshToken.session_id == AuthSession.id)
+            .where(RefreshToken.id == token_id)
+        )
+        .one()
+        .tuple()
+    )
+    child = db_session.execute(
+        select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at).where(
+            RefreshToken.parent_id == token_id
+        )
+    ).one_or_none()
+    grace = state.settings.refresh_reuse_grace
+    in_grace = (
+        used_at is not None
+        and revoked_at is None
+        and now - used_at <= grace
+        and grace.total_seconds() > 0
+        # Only the immediate predecessor of the live token: its successor is still unspent.
+        and child is not None
+        and child.used_at is None
+        and child.token_hash == refresh_token_hash(successor)
+    )
+    if in_grace:
+        assert child is not None  # noqa: S101 (in_grace implies it)
+        expires_at: datetime = child.expires_at
+        return expires_at
+    revoke_sessions(
+        state, user_id=user_id, reason="refresh_reuse_detected", now=now, only_session_id=session_id
+    )
+    audit.record_event(
+        db_session,
+        audit.REFRESH_REUSE_DETECTED,
+        now=now,
+        client=client,
+        user_id=user_id,
+        session_id=session_id,
+    )
+    # Committed before the 401: the failing request's rollback must not undo the revocation.
+    db_session.commit()
+    raise InvalidGrant("the refresh token was already used; the session has been revoked")
+
+
+def _issue(
+    state: AuthState,
+    user: User,
+    session_id: str,
+    refresh_token: str,
+    refresh_expires_at: datetime,
+    *,
+    now: datetime,
+) -> IssuedTokens:
+    access_token = issue_access_token(
+        keys=state.keys,
+        settings=state.settings,
+        user_id=user.id,
+        role=user.role,
+        session_id=session_id,
+        now=now,
+    )
+    return IssuedTokens(
+        access_token=access_token,
+        expires_in=int(state.settings.access_token_ttl.total_seconds()),
+        refresh_token=refresh_token,
+        refresh_expires_at=refresh_expires_at,
+        session_id=session_id,
+        user=user,
+    )
+
+
+def session_of_refresh_token(state: AuthState, presented: object) -> tuple[str, int] | None:
+    """(session id, user id) of a known refresh token, spent or not; None if unknown."""
+    try:
+        token_hash = refresh_token_hash(presented)
+    except InvalidGrant:
+        return None
+    row = state.session.execute(
+        select(RefreshToken.session_id, RefreshToken.user_id).where(
+            RefreshToken.token_hash == token_hash
+        )
+    ).one_or_none()
+    return None if row is None else (row.session_id, row.user_id)
+
+
+def check_session(
+    state: AuthState, *, session_id: str, user_id: int, now: datetime
+) -> SessionStatus | None:
+    """The session's user and current role if it is live and the user active; else None.
+
+    One primary-key query; runs on every protected request (logout means logout).
+    """
+    row = state.session.execute(
+        select(AuthSession.revoked_at, AuthSession.expires_at, User.is_active, User.role)
+        .join(User, AuthSession.user_id == User.id)
+        .where(AuthSession.id == session_id, AuthSession.user_id == user_id)
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or now >= row.expires_at or not row.is_active:
+        return None
+    return SessionStatus(user_id=user_id, role=row.role)
+
+
+def logout(
+    state: AuthState, *, session_id: str, user_id: int, client: ClientInfo, now: datetime
+) -> None:
+    """Revoke one session; nothing happens if it already is. Commits."""
+    if revoke_sessions(
+        state, user_id=user_id, reason="logout", now=now, only_session_id=session_id
+    ):
+        audit.record_event(
+            state.session,
+            audit.LOGOUT,
+            now=now,
+            client=client,
+            user_id=user_id,
+            session_id=session_id,
+        )
+    state.session.commit()
+
+
+def logout_all(
+    state: AuthState, *, user_id: int, session_id: str | None, client: ClientInfo, now: datetime
+) -> int:
+    """Revoke every session of the user; the count. Commits."""
+    revoked = revoke_sessions(state, user_id=user_id, reason="logout_all", now=now)
+    audit.record_event(
+        state.session,
+        audit.LOGOUT_ALL,
+        now=now,
+        client=client,
+        user_id=user_id,
+        session_id=session_id,
+        detail={"sessions_revoked": revoked},
+    )
+    state.session.commit()
+    return revoked
+
+
+def revoke_session(
+    state: AuthState, *, user_id: int, session_id: str, client: ClientInfo, now: datetime
+) -> None:
+    """Revoke one of the user's live sessions; NotFound for another user's, unknown or ended one."""
+    live = state.session.scalar(
+        select(AuthSession.id).where(
+            AuthSession.id == session_id,
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+        )
+    )
+    if live is None:
+        raise NotFound("no such session")
+    revoke_sessions(
+        state, user_id=user_id, reason="revoked_by_user", now=now, only_session_id=session_id
+    )
+    audit.record_event(
+        state.session,
+        audit.SESSION_REVOKED,
+        now=now,
+        client=client,
+        user_id=user_id,
+        session_id=session_id,
+    )
+    state.session.commit()
+
+
+def live_sessions(state: AuthState, *, user_id: int, now: datetime) -> list[AuthSession]:
+    """The user's sessions that are neither revoked nor expired, newest first."""
+    return list(
+        state.session.scalars(
+            select(AuthSession)
+            .where(
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > now,
+            )
+            .order_by(AuthSession.created_at.desc(), AuthSession.id)
+        )
+    )
+
+
+def prune(state: AuthState, *, now: datetime) -> dict[str, int]:
+    """Delete expired refresh tokens and ended (expired or revoked) sessions; counts. Commits.
+
+    Spent tokens are kept until they expire: they are what reuse detection recognises.
+    """
+    db_session = state.session
+    ended = or_(AuthSession.expires_at <= now, AuthSession.revoked_at.is_not(None))
+    ended_ids = select(AuthSession.id).where(ended).scalar_subquery()
+    tokens = db_session.execute(
+        delete(RefreshToken).where(
+            or_(RefreshToken.expires_at <= now, RefreshToken.session_id.in_(ended_ids))
+        ),
+        execution_options={"synchronize_session": False},
+    ).rowcount  # type: ignore[attr-defined]
+    sessions = db_session.execute(
+        delete(AuthSession).where(ended), execution_options={"synchronize_session": False}
+    ).rowcount  # type: ignore[attr-defined]
+    db_session.commit()
+    return {"refresh_tokens": int(tokens), "sessions": int(sessions)}

@@ -1,0 +1,46 @@
+"""Per-app state of the extension, kept in `app.extensions["auth"]`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import current_app
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import scoped_session
+
+from .keys import KeySet
+from .passwords import PasswordHasher
+from .settings import AuthSettings
+
+EXTENSION_KEY = "auth"
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthState:
+    settings: AuthSettings
+    keys: KeySet
+    passwords: PasswordHasher
+    db: SQLAlchemy
+
+    @property
+    def session(self) -> scoped_session:  # type: ignore[type-arg]
+        """The request's database session."""
+        return self.db.session
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClientInfo:
+    """Where a request came from, for sessions and the audit trail."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def auth_state(app: Flask | None = None) -> AuthState:
+    """The state of the current (or given) app; RuntimeError if AuthManager was not set up."""
+    extensions = (app or current_app).extensions
+    if EXTENSION_KEY not in extensions:
+        raise RuntimeError("AuthManager is not initialised: call AuthManager().init_app(app).")
+    state: AuthState = extensions[EXTENSION_KEY]
+    return state

@@ -1,0 +1,160 @@
+"""Access JWTs and refresh-token values: pure functions, no request, `g` or database."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime
+
+import jwt
+
+from .errors import InvalidGrant
+from .errors import InvalidToken
+from .keys import KeySet
+from .settings import AuthSettings
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "exp", "role")
+# Threat: parsing cost and header smuggling through giant tokens.
+MAX_ACCESS_TOKEN_LENGTH = 8192
+REFRESH_TOKEN_BYTES = 32
+_REFRESH_TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessClaims:
+    """The verified claims of an access token."""
+
+    user_id: int
+    session_id: str
+    role: str
+    token_id: str
+    issued_at: int
+    expires_at: int
+
+
+def issue_access_token(
+    *, keys: KeySet, settings: AuthSettings, user_id: int, role: str, session_id: str, now: datetime
+) -> str:
+    """A signed access token for `user_id` in `session_id`, valid from `now` for the access TTL."""
+    issued_at = int(now.timestamp())
+    claims = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": str(user_id),
+        "sid": session_id,
+        "jti": secrets.token_urlsafe(16),
+        "iat": issued_at,
+        "exp": issued_at + int(settings.access_token_ttl.total_seconds()),
+        "role": role,
+    }
+    headers = {"typ": ACCESS_TOKEN_TYPE, "kid": keys.signing_kid}
+    return jwt.encode(claims, keys.signing_key, algorithm=keys.algorithm, headers=headers)
+
+
+def verify_access_token(
+    token: str, *, keys: KeySet, settings: AuthSettings, now: datetime
+) -> AccessClaims:
+    """Verify signature, `typ`, every required claim, `iss`, `aud` and lifetime at `now`.
+
+    Raises InvalidToken. Whether the session is still alive is the caller's check.
+    """
+    if len(token) > MAX_ACCESS_TOKEN_LENGTH:
+        raise InvalidToken("the access token is too large")
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError:
+        raise InvalidToken("the access token is malformed") from None
+    # Threat: an attacker-chosen key. Only our own keys, looked up by kid, ever verify.
+    key = keys.verification_keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidToken("the access token was signed by an unknown key")
+    try:
+        decoded = jwt.decode_complete(
+            token,
+            key,
+            # Threat: algorithm confusion ("none", HS256 with a public key): config decides.
+            algorithms=[keys.algorithm],
+            audience=settings.audience,
+            issuer=settings.issuer,
+            options={
+                "require": list(REQUIRED_CLAIMS),
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.InvalidTokenError:
+        raise InvalidToken("the access token is invalid") from None
+    # Threat: a different kind of JWT signed with the same key passed off as an access token.
+    if str(decoded["header"].get("typ", "")).lower() != ACCESS_TOKEN_TYPE:
+        raise InvalidToken("the token is not an access token")
+    claims = decoded["payload"]
+    expires_at, issued_at = claims["exp"], claims["iat"]
+    subject, session_id = claims["sub"], claims["sid"]
+    if not (
+        _is_int(expires_at)
+        and _is_int(issued_at)
+        and isinstance(subject, str)
+        and subject.isdigit()
+        and isinstance(session_id, str)
+        and isinstance(claims["jti"], str)
+        and isinstance(claims["role"], str)
+    ):
+        raise InvalidToken("the access token is invalid")
+    leeway = settings.leeway.total_seconds()
+    timestamp = now.timestamp()
+    if timestamp >= expires_at + leeway:
+        raise InvalidToken("the access token has expired")
+    if issued_at > timestamp + leeway:
+        raise InvalidToken("the access token is not valid yet")
+    return AccessClaims(
+        user_id=int(subject),
+        session_id=session_id,
+        role=claims["role"],
+        token_id=claims["jti"],
+        issued_at=issued_at,
+        expires_at=expires_at,
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def new_refresh_token() -> str:
+    """A fresh refresh token: 32 random bytes as 64 hex characters."""
+    return secrets.token_hex(REFRESH_TOKEN_BYTES)
+
+
+def refresh_token_hash(token: object) -> str:
+    """The SHA-256 (hex) under which a refresh token is stored; InvalidGrant if malformed."""
+    if not isinstance(token, str) or not _REFRESH_TOKEN_PATTERN.fullmatch(token):
+        raise InvalidGrant("the refresh token is invalid")
+    return hashlib.sha256(bytes.fromhex(token)).hexdigest()
+
+
+def successor_refresh_token(token: str, *, secret_key: bytes) -> str:
+    """The token that replaces `token` at its rotation: HMAC(server key, token).
+
+    Deterministic, so a replay inside the grace window gets the very successor the first
+    request got, recomputed from what it presents; nothing but hashes is ever stored.
+    """
+    return _mac(secret_key, b"refresh-successor", token)
+
+
+def csrf_token_for(token: str, *, secret_key: bytes) -> str:
+    """The CSRF value bound to a refresh token: rotates with it, useless without the key."""
+    return _mac(secret_key, b"csrf", token)
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets (threat: timing oracle)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _mac(secret_key: bytes, purpose: bytes, token: str) -> str:
+    return hmac.new(secret_key, purpose + b"\x00" + token.encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,130 @@
+"""How tokens travel: JSON bodies, the refresh and CSRF cookies, and the checks cookies need."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import jsonify
+from flask import request
+from flask import Response
+
+from .errors import CsrfFailed
+from .errors import InvalidRequest
+from .sessions import IssuedTokens
+from .state import AuthState
+from .state import ClientInfo
+from .tokens import csrf_token_for
+from .tokens import tokens_match
+
+REFRESH_COOKIE = "refresh_token"
+CSRF_COOKIE = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+TRANSPORT_HEADER = "X-Token-Transport"
+MAX_USER_AGENT_LENGTH = 512
+
+
+def client_info() -> ClientInfo:
+    """The request's address and user agent (behind a proxy, wrap the app in ProxyFix)."""
+    user_agent = request.headers.get("User-Agent")
+    return ClientInfo(
+        ip=request.remote_addr,
+        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
+    )
+
+
+def json_object(*, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object; {} when optional and empty. InvalidRequest otherwise."""
+    if not required and not request.get_data(cache=True):
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object sent as application/json")
+    return body
+
+
+def wants_body_transport() -> bool:
+    """Native clients ask for the refresh token in the body, and get no cookies."""
+    return request.headers.get(TRANSPORT_HEADER, "").strip().lower() == "body"
+
+
+def refresh_token_from_request(state: AuthState, body: dict[str, Any]) -> str | None:
+    """The presented refresh token: the body's, else the cookie's after CSRF and Origin checks."""
+    if "refresh_token" in body:
+        token = body["refresh_token"]
+        if not isinstance(token, str):
+            raise InvalidRequest("refresh_token: must be a string")
+        return token
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token is None:
+        return None
+    _check_origin(state)
+    _check_csrf(state, token)
+    return token
+
+
+def _check_origin(state: AuthState) -> None:
+    # Threat: a cross-site page using the browser's cookies (CSRF), where SameSite is not enough.
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    own = urlsplit(request.host_url)
+    if origin.rstrip("/") not in state.settings.trusted_origins | {f"{own.scheme}://{own.netloc}"}:
+        raise CsrfFailed("requests from this origin may not use the session cookie")
+
+
+def _check_csrf(state: AuthState, refresh_token: str) -> None:
+    # Threat: CSRF. Double submit, bound to this refresh token, compared in constant time.
+    header = request.headers.get(CSRF_HEADER, "")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    expected = csrf_token_for(refresh_token, secret_key=state.settings.secret_key)
+    if not (header and tokens_match(header, cookie) and tokens_match(header, expected)):
+        raise CsrfFailed(f"the {CSRF_HEADER} header must equal the {CSRF_COOKIE} cookie")
+
+
+def token_response(
+    state: AuthState, issued: IssuedTokens, *, now: datetime, include_user: bool
+) -> Response:
+    """The token JSON, with the refresh token in the body (native) or in cookies (browser)."""
+    body: dict[str, Any] = {
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    }
+    if include_user and issued.user is not None:
+        body["user"] = issued.user.to_public()
+    native = wants_body_transport()
+    if native:
+        body["refresh_token"] = issued.refresh_token
+    response = jsonify(body)
+    if not native:
+        max_age = max(0, int((issued.refresh_expires_at - now).total_seconds()))
+        csrf = csrf_token_for(issued.refresh_token, secret_key=state.settings.secret_key)
+        _set_cookie(response, state, REFRESH_COOKIE, issued.refresh_token, max_age=max_age)
+        _set_cookie(response, state, CSRF_COOKIE, csrf, max_age=max_age)
+    return response
+
+
+def clear_token_cookies(response: Response, state: AuthState) -> None:
+    """Expire both cookies (only on a definitive end of the session)."""
+    _set_cookie(response, state, REFRESH_COOKIE, "", max_age=0)
+    _set_cookie(response, state, CSRF_COOKIE, "", max_age=0)
+
+
+def _set_cookie(
+    response: Response, state: AuthState, name: str, value: str, *, max_age: int
+) -> None:
+    settings = state.settings
+    refresh = name == REFRESH_COOKIE
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        # The refresh token goes only to the auth endpoints and never to scripts (XSS);
+        # the CSRF value must be readable by the page's scripts to be echoed in a header.
+        path=settings.url_prefix if refresh else "/",
+        httponly=refresh,
+        secure=settings.cookie_secure,
+        samesite=settings.cookie_samesite,
+    )

@@ -1,0 +1,182 @@
+"""The blueprint of CONTRACT.md section 4: parse input, call a use case, shape the response."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from datetime import UTC
+
+from flask import Blueprint
+from flask import jsonify
+from flask import Response
+
+from . import accounts
+from . import sessions
+from .decorators import auth_required
+from .decorators import bearer_token_from_header
+from .decorators import current_claims
+from .decorators import current_user
+from .decorators import verify_request_token
+from .errors import AccessDenied
+from .errors import InvalidGrant
+from .errors import InvalidToken
+from .state import auth_state
+from .transport import clear_token_cookies
+from .transport import client_info
+from .transport import json_object
+from .transport import refresh_token_from_request
+from .transport import token_response
+
+JWKS_MAX_AGE_SECONDS = 300
+blueprint = Blueprint("auth", __name__)
+
+
+@blueprint.after_request
+def _no_store(response: Response) -> Response:
+    # Threat: tokens kept by a shared cache or the browser's history.
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.post("/register")
+def register() -> tuple[Response, int]:
+    state = auth_state()
+    body = json_object()
+    if not state.settings.allow_registration:
+        raise AccessDenied("registration is closed")
+    user = accounts.register(
+        state,
+        email=body.get("email"),
+        password=body.get("password"),
+        client=client_info(),
+        now=datetime.now(UTC),
+    )
+    return jsonify(user=user.to_public()), 201
+
+
+@blueprint.post("/login")
+def login() -> Response:
+    state = auth_state()
+    body = json_object()
+    now = datetime.now(UTC)
+    issued = sessions.login(
+        state, email=body.get("email"), password=body.get("password"), client=client_info(), now=now
+    )
+    return token_response(state, issued, now=now, include_user=True)
+
+
+@blueprint.post("/refresh")
+def refresh() -> Response:
+    state = auth_state()
+    presented = refresh_token_from_request(state, json_object(required=False))
+    if presented is None:
+        raise InvalidGrant("no refresh token was sent")
+    now = datetime.now(UTC)
+    issued = sessions.rotate_refresh_token(
+        state, presented=presented, client=client_info(), now=now
+    )
+    return token_response(state, issued, now=now, include_user=False)
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    """Revoke the session named by the refresh token, else by the access token; idempotent."""
+    state = auth_state()
+    now = datetime.now(UTC)
+    presented = refresh_token_from_request(state, json_object(required=False))
+    owner = sessions.session_of_refresh_token(state, presented) if presented else None
+    if owner is None and bearer_token_from_header() is not None:
+        try:
+            # A second logout with the same access token still answers 204.
+            claims = verify_request_token(check_revocation=False)
+        except InvalidToken:
+            claims = None
+        owner = (claims.session_id, claims.user_id) if claims else None
+    if owner is not None:
+        session_id, user_id = owner
+        sessions.logout(
+            state, session_id=session_id, user_id=user_id, client=client_info(), now=now
+        )
+    response = Response(status=204)
+    clear_token_cookies(response, state)
+    return response
+
+
+@blueprint.post("/logout-all")
+@auth_required
+def logout_all() -> Response:
+    state = auth_state()
+    sessions.logout_all(
+        state,
+        user_id=current_claims.user_id,
+        session_id=current_claims.session_id,
+        client=client_info(),
+        now=datetime.now(UTC),
+    )
+    response = Response(status=204)
+    clear_token_cookies(response, state)
+    return response
+
+
+@blueprint.get("/me")
+@auth_required
+def me() -> Response:
+    return jsonify(user=current_user.to_public(), session_id=current_claims.session_id)
+
+
+@blueprint.get("/sessions")
+@auth_required
+def list_sessions() -> Response:
+    live = sessions.live_sessions(
+        auth_state(), user_id=current_claims.user_id, now=datetime.now(UTC)
+    )
+    return jsonify(
+        sessions=[
+            {
+                "id": auth_session.id,
+                "created_at": auth_session.created_at.isoformat(),
+                "last_used_at": auth_session.last_used_at.isoformat(),
+                "expires_at": auth_session.expires_at.isoformat(),
+                "user_agent": auth_session.user_agent,
+                "ip": auth_session.ip,
+                "current": auth_session.id == current_claims.session_id,
+            }
+            for auth_session in live
+        ]
+    )
+
+
+@blueprint.delete("/sessions/<session_id>")
+@auth_required
+def revoke_session(session_id: str) -> Response:
+    sessions.revoke_session(
+        auth_state(),
+        user_id=current_claims.user_id,
+        session_id=session_id,
+        client=client_info(),
+        now=datetime.now(UTC),
+    )
+    return Response(status=204)
+
+
+@blueprint.post("/password")
+@auth_required
+def change_password() -> Response:
+    body = json_object()
+    accounts.change_password(
+        auth_state(),
+        user_id=current_claims.user_id,
+        session_id=current_claims.session_id,
+        current_password=body.get("current_password"),
+        new_password=body.get("new_password"),
+        client=client_info(),
+        now=datetime.now(UTC),
+    )
+    return Response(status=204)
+
+
+@blueprint.get("/jwks.json")
+def jwks() -> Response:
+    response = jsonify(auth_state().keys.jwks())
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_SECONDS}"
+    return response
