@@ -34,7 +34,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
     db.init_app(app)
-    Migrate(app, db, directory=MIGRATIONS_DIRECTORY)
+    Migrate(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
     AuthManager(app)
     _register_example_routes(app)
     return app
