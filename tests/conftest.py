@@ -1,0 +1,105 @@
+"""Fixtures: one suite, run against SQLite, PostgreSQL and MariaDB through `database_url`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask.testing import FlaskCliRunner
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app import db
+from app.db import normalise_database_url
+from app.models import AuthEvent
+from app.models import AuthSession
+from app.models import RefreshToken
+from app.models import User
+
+SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+SERVER_URLS = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
+
+
+def _server_database(kind: str) -> Iterator[str]:
+    """A new, empty database on the server named by the environment; dropped afterwards."""
+    variable = SERVER_URLS[kind]
+    server_url = os.environ.get(variable)
+    if not server_url:
+        if os.environ.get("TEST_REQUIRE_DATABASES") == "1":
+            pytest.fail(f"{variable} is not set but TEST_REQUIRE_DATABASES=1")
+        pytest.skip(f"{variable} is not set; {kind} tests skipped")
+    admin_url = make_url(normalise_database_url(server_url))
+    name = f"auth_test_{secrets.token_hex(4)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            if kind == "postgresql":
+                connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+            else:
+                connection.execute(sa.text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of an empty database of each kind, shared by the tests of one session."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"
+    else:
+        yield from _server_database(request.param)
+
+
+def make_app(database_url: str, **overrides: Any) -> Flask:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": database_url,
+        "AUTH_ARGON2_PROFILE": "test",
+        "AUTH_COOKIE_SECURE": True,
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """Overrides a test module may replace to configure its app."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The reference app on a freshly emptied database.
+
+    Yielded outside an app context: each test request gets its own, as in production.
+    """
+    application = make_app(database_url, **app_config)
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context(), db.engine.begin() as connection:
+        for model in (AuthEvent, RefreshToken, AuthSession, User):
+            connection.execute(sa.delete(model))
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()

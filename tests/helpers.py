@@ -1,0 +1,58 @@
+"""Helpers shared by the tests: log in, read the database outside the request's session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from app import db
+from tests.conftest import PASSWORD
+
+NATIVE = {"X-Token-Transport": "body"}
+
+
+def register(client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD) -> dict[str, Any]:
+    response = client.post("/auth/register", json={"email": email, "password": password})
+    assert response.status_code == 201, response.json
+    user: dict[str, Any] = response.json["user"]  # type: ignore[index]
+    return user
+
+
+def login(
+    client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD, *, native: bool = False
+) -> TestResponse:
+    response = client.post(
+        "/auth/login", json={"email": email, "password": password}, headers=NATIVE if native else {}
+    )
+    assert response.status_code == 200, response.json
+    return response
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+def csrf_header(client: FlaskClient) -> dict[str, str]:
+    cookie = client.get_cookie("csrf_token")
+    assert cookie is not None
+    return {"X-CSRF-Token": cookie.value}
+
+
+def rows(app: Flask, query: str, **params: Any) -> list[sa.Row[Any]]:
+    """Rows read on a connection of their own: what is committed, not the request's session."""
+    with app.app_context(), db.engine.connect() as connection:
+        return list(connection.execute(sa.text(query), params))
+
+
+def scalar(app: Flask, query: str, **params: Any) -> Any:
+    with app.app_context(), db.engine.connect() as connection:
+        return connection.execute(sa.text(query), params).scalar()
+
+
+def execute(app: Flask, statement: str, **params: Any) -> None:
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text(statement), params)
