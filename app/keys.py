@@ -56,7 +56,7 @@ def load_key_set(settings: AuthSettings) -> KeySet:
     assert settings.private_key_pem is not None  # noqa: S101 (settings guarantee it)
     private_key = serialization.load_pem_private_key(settings.private_key_pem, password=None)
     _check_key_type(settings.algorithm, private_key, "AUTH_JWT_PRIVATE_KEY")
-    public_keys = [(None, private_key.public_key())]  # type: ignore[union-attr]
+    public_keys: list[tuple[str | None, Any]] = [(None, private_key.public_key())]
     for given_kid, pem in settings.public_keys_pem:
         try:
             public_key = serialization.load_pem_public_key(pem)
@@ -70,7 +70,7 @@ def load_key_set(settings: AuthSettings) -> KeySet:
     verification: dict[str, Any] = {}
     jwks: list[dict[str, str]] = []
     for given_kid, public_key in public_keys:
-        jwk: dict[str, str] = algorithm.to_jwk(public_key, as_dict=True)  # type: ignore[call-overload]
+        jwk: dict[str, str] = algorithm.to_jwk(public_key, as_dict=True)
         kid = given_kid or _thumbprint(jwk)
         verification[kid] = public_key
         jwks.append({**jwk, "kid": kid, "alg": settings.algorithm, "use": "sig"})

@@ -109,7 +109,7 @@ def rotate_refresh_token(
     ).one_or_none()
     if row is None:
         raise InvalidGrant("the refresh token is invalid")
-    token, auth_session, user = row.tuple()
+    token, auth_session, user = row
     if not auth_session.is_live(now) or not user.is_active:
         raise InvalidGrant(SESSION_OVER)
     if now >= token.expires_at:
@@ -166,20 +166,16 @@ def _grace_successor_expiry(
     """
     db_session = state.session
     # Fresh reads (not the identity map): a concurrent winner has committed by now.
-    used_at, session_id, user_id, revoked_at = (
-        db_session.execute(
-            select(
-                RefreshToken.used_at,
-                RefreshToken.session_id,
-                RefreshToken.user_id,
-                AuthSession.revoked_at,
-            )
-            .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-            .where(RefreshToken.id == token_id)
+    used_at, session_id, user_id, revoked_at = db_session.execute(
+        select(
+            RefreshToken.used_at,
+            RefreshToken.session_id,
+            RefreshToken.user_id,
+            AuthSession.revoked_at,
         )
-        .one()
-        .tuple()
-    )
+        .join(AuthSession, RefreshToken.session_id == AuthSession.id)
+        .where(RefreshToken.id == token_id)
+    ).one()
     child = db_session.execute(
         select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at).where(
             RefreshToken.parent_id == token_id

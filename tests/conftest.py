@@ -52,7 +52,9 @@ def _server_database(kind: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql", "mariadb"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The URL of an empty database of each kind, shared by the tests of one session."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"

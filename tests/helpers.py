@@ -15,15 +15,21 @@ from tests.conftest import PASSWORD
 NATIVE = {"X-Token-Transport": "body"}
 
 
-def register(client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD) -> dict[str, Any]:
+def register(
+    client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD
+) -> dict[str, Any]:
     response = client.post("/auth/register", json={"email": email, "password": password})
     assert response.status_code == 201, response.json
-    user: dict[str, Any] = response.json["user"]  # type: ignore[index]
+    user: dict[str, Any] = response.json["user"]
     return user
 
 
 def login(
-    client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD, *, native: bool = False
+    client: FlaskClient,
+    email: str = "ada@example.com",
+    password: str = PASSWORD,
+    *,
+    native: bool = False,
 ) -> TestResponse:
     response = client.post(
         "/auth/login", json={"email": email, "password": password}, headers=NATIVE if native else {}

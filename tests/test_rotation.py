@@ -1,0 +1,388 @@
+"""Refresh-token rotation, reuse detection, the grace window and concurrency (CONTRACT 3)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import datetime
+from datetime import timedelta
+from datetime import UTC
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import accounts
+from app import db
+from app import sessions
+from app.errors import InvalidGrant
+from app.models import AuthSession
+from app.models import RefreshToken
+from app.state import auth_state
+from app.state import ClientInfo
+from app.tokens import issue_access_token
+from app.tokens import successor_refresh_token
+from tests.conftest import make_app
+from tests.conftest import PASSWORD
+from tests.helpers import bearer
+from tests.helpers import csrf_header
+from tests.helpers import login
+from tests.helpers import NATIVE
+from tests.helpers import register
+from tests.helpers import rows
+from tests.helpers import scalar
+
+CLIENT = ClientInfo(ip="192.0.2.1", user_agent="pytest")
+GRACE = timedelta(seconds=10)
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def sha256(token: str) -> str:
+    return hashlib.sha256(bytes.fromhex(token)).hexdigest()
+
+
+def refresh_native(client: FlaskClient, token: object) -> Any:
+    return client.post("/auth/refresh", json={"refresh_token": token}, headers=NATIVE)
+
+
+def token_row(app: Flask, token: str) -> Any:
+    """The committed row of a token, with typed (aware UTC) datetimes."""
+    with app.app_context(), db.engine.connect() as connection:
+        query = sa.select(RefreshToken.__table__).where(RefreshToken.token_hash == sha256(token))
+        return connection.execute(query).one()
+
+
+def session_row(app: Flask, session_id: str) -> Any:
+    with app.app_context(), db.engine.connect() as connection:
+        query = sa.select(AuthSession.__table__).where(AuthSession.id == session_id)
+        return connection.execute(query).one()
+
+
+def event_types(app: Flask) -> list[str]:
+    return [row.type for row in rows(app, "SELECT type FROM auth_events ORDER BY id")]
+
+
+def service_login(app: Flask, now: datetime = T0) -> sessions.IssuedTokens:
+    """Register and log in through the services, at a chosen time."""
+    with app.test_request_context():
+        state = auth_state()
+        accounts.register(state, email="ada@example.com", password=PASSWORD, client=CLIENT, now=now)
+        return sessions.login(
+            state, email="ada@example.com", password=PASSWORD, client=CLIENT, now=now
+        )
+
+
+def service_rotate(app: Flask, token: str, now: datetime) -> sessions.IssuedTokens:
+    with app.app_context():
+        try:
+            return sessions.rotate_refresh_token(
+                auth_state(), presented=token, client=CLIENT, now=now
+            )
+        finally:
+            # What a failing request's teardown does: roll back whatever is uncommitted.
+            db.session.rollback()
+
+
+# --- rotation over HTTP --------------------------------------------------------------------
+
+
+def test_refresh_rotates_and_marks_the_old_token_used(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    first = login(client, native=True).json["refresh_token"]
+    response = refresh_native(client, first)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    second = response.json["refresh_token"]
+    assert second != first
+    old, new = token_row(app, first), token_row(app, second)
+    assert old.used_at is not None
+    assert new.used_at is None
+    assert new.parent_id == old.id
+    assert new.session_id == old.session_id
+    assert refresh_native(client, second).status_code == 200
+    assert event_types(app).count("refreshed") == 2
+
+
+def test_cookie_refresh_rotates_cookie_and_csrf(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    login(client)
+    before = client.get_cookie("refresh_token", path="/auth")
+    csrf_before = client.get_cookie("csrf_token")
+    assert before is not None
+    assert csrf_before is not None
+    response = client.post(
+        "/auth/refresh", headers=csrf_header(client), base_url="https://localhost"
+    )
+    assert response.status_code == 200
+    after = client.get_cookie("refresh_token", path="/auth")
+    csrf_after = client.get_cookie("csrf_token")
+    assert after is not None
+    assert csrf_after is not None
+    assert after.value != before.value
+    assert csrf_after.value != csrf_before.value
+    assert token_row(app, before.value).used_at is not None
+    # The previous CSRF value no longer works with the new cookie: 403, token unspent.
+    stale = client.post(
+        "/auth/refresh", headers={"X-CSRF-Token": csrf_before.value}, base_url="https://localhost"
+    )
+    assert stale.status_code == 403
+    assert stale.json == {
+        "error": "csrf_failed",
+        "error_description": "the X-CSRF-Token header must equal the csrf_token cookie",
+    }
+    assert "Set-Cookie" not in stale.headers
+    assert token_row(app, after.value).used_at is None
+
+
+def test_reuse_revokes_the_session_and_its_access_tokens(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    logged_in = login(client, native=True).json
+    assert logged_in is not None
+    first, access_token = logged_in["refresh_token"], logged_in["access_token"]
+    second = refresh_native(client, first).json["refresh_token"]
+    third = refresh_native(client, second).json["refresh_token"]
+    # `first` is an older ancestor of the live token: reuse, whatever the grace window.
+    response = refresh_native(client, first)
+    assert response.status_code == 401
+    assert response.json == {
+        "error": "invalid_grant",
+        "error_description": "the refresh token was already used; the session has been revoked",
+    }
+    session_id = token_row(app, first).session_id
+    revoked = session_row(app, session_id)
+    assert revoked.revoked_at is not None
+    assert revoked.revoked_reason == "refresh_reuse_detected"
+    assert event_types(app)[-1] == "refresh_reuse_detected"
+    # The live token of the family and the session's access tokens die with it.
+    assert refresh_native(client, third).status_code == 401
+    me = client.get("/auth/me", headers=bearer(access_token))
+    assert me.status_code == 401
+    assert me.json["error"] == "invalid_token"
+
+
+def test_reuse_revocation_is_committed_before_the_401(app: Flask) -> None:
+    issued = service_login(app)
+    successor = service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
+    service_rotate(app, successor.refresh_token, T0 + timedelta(seconds=2))
+    with pytest.raises(InvalidGrant):
+        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=3))
+    # service_rotate rolled the session back, as a failing request would; the revocation stays.
+    assert session_row(app, issued.session_id).revoked_reason == "refresh_reuse_detected"
+    assert (
+        scalar(app, "SELECT COUNT(*) FROM auth_events WHERE type = 'refresh_reuse_detected'") == 1
+    )
+
+
+def test_unknown_and_malformed_refresh_tokens_change_nothing(
+    app: Flask, client: FlaskClient
+) -> None:
+    register(client)
+    login(client, native=True)
+    before = rows(app, "SELECT id, used_at FROM refresh_tokens ORDER BY id")
+    for presented in ("0" * 64, "not-a-token", "A" * 64, "0" * 63):
+        response = refresh_native(client, presented)
+        assert response.status_code == 401
+        assert response.json == {
+            "error": "invalid_grant",
+            "error_description": "the refresh token is invalid",
+        }
+    assert refresh_native(client, 12345).status_code == 400
+    assert rows(app, "SELECT id, used_at FROM refresh_tokens ORDER BY id") == before
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NOT NULL") == 0
+
+
+# --- the grace window -----------------------------------------------------------------------
+
+
+def test_replay_at_the_edge_of_the_grace_window_gets_the_same_successor(app: Flask) -> None:
+    issued = service_login(app)
+    rotated_at = T0 + timedelta(minutes=1)
+    first = service_rotate(app, issued.refresh_token, rotated_at)
+    replay = service_rotate(app, issued.refresh_token, rotated_at + GRACE)
+    assert replay.refresh_token == first.refresh_token
+    assert replay.refresh_token == successor_refresh_token(
+        issued.refresh_token, secret_key=app.config["SECRET_KEY"].encode()
+    )
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == 2  # no sibling was forked
+    assert session_row(app, issued.session_id).revoked_at is None
+    # The window runs from the first rotation; the replay did not move it.
+    assert token_row(app, issued.refresh_token).used_at == rotated_at
+
+
+def test_replay_just_past_the_grace_window_is_reuse(app: Flask) -> None:
+    issued = service_login(app)
+    rotated_at = T0 + timedelta(minutes=1)
+    first = service_rotate(app, issued.refresh_token, rotated_at)
+    service_rotate(app, issued.refresh_token, rotated_at + timedelta(seconds=5))  # in grace
+    with pytest.raises(InvalidGrant, match="already used"):
+        service_rotate(app, issued.refresh_token, rotated_at + GRACE + timedelta(microseconds=1))
+    assert session_row(app, issued.session_id).revoked_reason == "refresh_reuse_detected"
+    with pytest.raises(InvalidGrant, match="session has ended"):
+        service_rotate(app, first.refresh_token, rotated_at + GRACE + timedelta(seconds=1))
+
+
+def test_only_the_immediate_predecessor_of_the_live_token_has_grace(app: Flask) -> None:
+    issued = service_login(app)
+    second = service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
+    third = service_rotate(app, second.refresh_token, T0 + timedelta(seconds=2))
+    replay = service_rotate(app, second.refresh_token, T0 + timedelta(seconds=3))
+    assert replay.refresh_token == third.refresh_token
+    with pytest.raises(InvalidGrant, match="already used"):
+        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=4))
+
+
+@pytest.mark.parametrize("app_config", [{"AUTH_REFRESH_REUSE_GRACE": 0}])
+def test_without_grace_any_replay_is_reuse(app: Flask) -> None:
+    issued = service_login(app)
+    service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
+    with pytest.raises(InvalidGrant, match="already used"):
+        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
+    assert session_row(app, issued.session_id).revoked_reason == "refresh_reuse_detected"
+
+
+def test_grace_replay_over_http_keeps_both_tabs_logged_in(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    login(client)
+    refresh_cookie = client.get_cookie("refresh_token", path="/auth")
+    assert refresh_cookie is not None
+    old_token, old_csrf = refresh_cookie.value, csrf_header(client)
+    first = client.post("/auth/refresh", headers=old_csrf, base_url="https://localhost")
+    assert first.status_code == 200
+    new_token = client.get_cookie("refresh_token", path="/auth").value
+    # A second tab still holding the old cookie and CSRF value, a moment later.
+    other_tab = app.test_client()
+    other_tab.set_cookie("refresh_token", old_token, domain="localhost", path="/auth")
+    other_tab.set_cookie("csrf_token", old_csrf["X-CSRF-Token"], domain="localhost")
+    second = other_tab.post("/auth/refresh", headers=old_csrf, base_url="https://localhost")
+    assert second.status_code == 200
+    assert other_tab.get_cookie("refresh_token", path="/auth").value == new_token
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NOT NULL") == 0
+
+
+# --- lifetimes ------------------------------------------------------------------------------
+
+
+def test_expired_refresh_token_is_refused_and_left_unspent(app: Flask) -> None:
+    issued = service_login(app)
+    with pytest.raises(InvalidGrant, match="has expired"):
+        service_rotate(app, issued.refresh_token, T0 + timedelta(days=7))
+    assert token_row(app, issued.refresh_token).used_at is None
+    assert session_row(app, issued.session_id).revoked_at is None
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [{"AUTH_SESSION_TTL": timedelta(days=1), "AUTH_REFRESH_TOKEN_TTL": timedelta(hours=20)}],
+)
+def test_rotation_is_capped_by_the_absolute_session_lifetime(app: Flask) -> None:
+    issued = service_login(app)
+    late = service_rotate(app, issued.refresh_token, T0 + timedelta(hours=19))
+    # Sliding would give 19 h + 20 h; the session ends at 24 h.
+    assert late.refresh_expires_at == T0 + timedelta(days=1)
+    assert token_row(app, late.refresh_token).expires_at == T0 + timedelta(days=1)
+    with pytest.raises(InvalidGrant, match="session has ended"):
+        service_rotate(app, late.refresh_token, T0 + timedelta(days=1))
+    assert token_row(app, late.refresh_token).used_at is None
+
+
+def test_expired_and_tampered_access_tokens_are_refused(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    access_token = login(client).json["access_token"]
+    with app.app_context():
+        state = auth_state()
+        claims_of_live_session = client.get("/auth/me", headers=bearer(access_token)).json
+        assert claims_of_live_session is not None
+        expired = issue_access_token(
+            keys=state.keys,
+            settings=state.settings,
+            user_id=claims_of_live_session["user"]["id"],
+            role="user",
+            session_id=claims_of_live_session["session_id"],
+            now=datetime.now(UTC) - timedelta(minutes=16),
+        )
+    response = client.get("/auth/me", headers=bearer(expired))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="api", error="invalid_token", '
+        'error_description="the access token has expired"'
+    )
+    header, payload, signature = access_token.split(".")
+    flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+    tampered = client.get("/auth/me", headers=bearer(f"{header}.{flipped}.{signature}"))
+    assert tampered.status_code == 401
+    assert tampered.json["error"] == "invalid_token"
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+THREADS = 12
+
+
+def concurrent_refreshes(app: Flask, token: str) -> list[Any]:
+    barrier = threading.Barrier(THREADS)
+    responses: list[Any] = [None] * THREADS
+
+    def refresh(index: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        responses[index] = refresh_native(client, token)
+
+    threads = [threading.Thread(target=refresh, args=(index,)) for index in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return responses
+
+
+def test_concurrent_refreshes_rotate_exactly_once(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    token = login(client, native=True).json["refresh_token"]
+    responses = concurrent_refreshes(app, token)
+    assert [r.status_code for r in responses] == [200] * THREADS
+    # Every request inside the grace window gets the one successor: no fork of the chain.
+    assert len({r.json["refresh_token"] for r in responses}) == 1
+    parent_id = token_row(app, token).id
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens WHERE parent_id = :p", p=parent_id) == 1
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == 2
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NOT NULL") == 0
+
+
+@pytest.mark.parametrize("app_config", [{"AUTH_REFRESH_REUSE_GRACE": 0}])
+def test_concurrent_refreshes_without_grace_have_one_winner(
+    app: Flask, client: FlaskClient
+) -> None:
+    register(client)
+    token = login(client, native=True).json["refresh_token"]
+    statuses = sorted(r.status_code for r in concurrent_refreshes(app, token))
+    assert statuses == [200] + [401] * (THREADS - 1)
+    parent_id = token_row(app, token).id
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens WHERE parent_id = :p", p=parent_id) == 1
+
+
+# --- transient faults keep the client's cookies ---------------------------------------------
+
+
+def test_database_outage_is_503_and_keeps_cookies(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    login(client)
+    # A real server that is not there: connection refused, no mock.
+    down = make_app("postgresql://postgres@127.0.0.1:9/none")
+    down_client = down.test_client()
+    cookie = client.get_cookie("refresh_token", path="/auth")
+    assert cookie is not None
+    down_client.set_cookie("refresh_token", cookie.value, domain="localhost", path="/auth")
+    down_client.set_cookie("csrf_token", csrf_header(client)["X-CSRF-Token"], domain="localhost")
+    response = down_client.post(
+        "/auth/refresh", headers=csrf_header(client), base_url="https://localhost"
+    )
+    assert response.status_code == 503
+    assert response.json == {
+        "error": "temporarily_unavailable",
+        "error_description": "the database is unavailable; retry shortly",
+    }
+    assert response.headers["Retry-After"] == "5"
+    assert "Set-Cookie" not in response.headers
+    assert token_row(app, cookie.value).used_at is None
