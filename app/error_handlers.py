@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from .errors import AuthError
 from .errors import MissingCredentials
+from .errors import RateLimited
 from .errors import TemporarilyUnavailable
 from .state import auth_state
 from .transport import clear_token_cookies
@@ -40,6 +41,8 @@ def render_auth_error(error: AuthError) -> Response:
             f'Bearer realm="{REALM}", error="{error.error}", '
             f'error_description="{error.description}"'
         )
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after)
     if error.clears_cookies:
         clear_token_cookies(response, auth_state())
     response.headers["Cache-Control"] = "no-store"

@@ -89,3 +89,14 @@ class MalformedAuthorization(InvalidRequest):
     """An Authorization header for Bearer that is not `Bearer <token>`."""
 
     bearer_challenge = True
+
+
+class RateLimited(AuthError):
+    """Too many attempts; `retry_after` seconds until the next is counted."""
+
+    status_code = 429
+    error = "rate_limited"
+
+    def __init__(self, description: str, *, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after

@@ -10,6 +10,7 @@ from .db import db as default_db
 from .error_handlers import register_error_handlers
 from .keys import load_key_set
 from .passwords import PasswordHasher
+from .ratelimit import RateLimits
 from .settings import AuthSettings
 from .state import AuthState
 from .state import EXTENSION_KEY
@@ -42,6 +43,11 @@ class AuthManager:
             settings=settings,
             keys=load_key_set(settings),
             passwords=PasswordHasher(settings.argon2_profile),
+            rate_limits=RateLimits(
+                settings.rate_limits,
+                storage_uri=settings.ratelimit_storage_uri,
+                enabled=settings.ratelimit_enabled,
+            ),
             db=database,
         )
         app.register_blueprint(blueprint, url_prefix=settings.url_prefix)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from limits import parse
+
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"EdDSA", "ES256", "RS256"})
 SUPPORTED_ALGORITHMS = HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
@@ -57,6 +59,27 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_PASSWORD_MAX_LENGTH": 256,
     #: argon2id parameters: rfc9106_low_memory, rfc9106_high_memory, or test (never in production).
     "AUTH_ARGON2_PROFILE": "rfc9106_low_memory",
+    #: Turn the rate limits below on or off.
+    "AUTH_RATELIMIT_ENABLED": True,
+    #: Where attempts are counted: memory:// (per process) or redis://host:port for several.
+    "AUTH_RATELIMIT_STORAGE_URI": "memory://",
+    #: Logins per client IP.
+    "AUTH_RATELIMIT_LOGIN": "20/minute",
+    #: Logins per email address, whatever the IP (threat: distributed guessing of one account).
+    "AUTH_RATELIMIT_LOGIN_ACCOUNT": "10/minute",
+    #: Registrations per client IP.
+    "AUTH_RATELIMIT_REGISTER": "10/hour",
+    #: Refreshes per client IP.
+    "AUTH_RATELIMIT_REFRESH": "120/minute",
+    #: Password changes per user.
+    "AUTH_RATELIMIT_PASSWORD": "5/minute",
+}
+RATE_LIMIT_KEYS = {
+    "login": "AUTH_RATELIMIT_LOGIN",
+    "login_account": "AUTH_RATELIMIT_LOGIN_ACCOUNT",
+    "register": "AUTH_RATELIMIT_REGISTER",
+    "refresh": "AUTH_RATELIMIT_REFRESH",
+    "password": "AUTH_RATELIMIT_PASSWORD",
 }
 
 
@@ -83,6 +106,9 @@ class AuthSettings:
     password_min_length: int
     password_max_length: int
     argon2_profile: str
+    ratelimit_enabled: bool
+    ratelimit_storage_uri: str
+    rate_limits: dict[str, str]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AuthSettings:
@@ -157,6 +183,9 @@ class AuthSettings:
             password_min_length=min_length,
             password_max_length=max_length,
             argon2_profile=profile,
+            ratelimit_enabled=bool(get("AUTH_RATELIMIT_ENABLED")),
+            ratelimit_storage_uri=_non_empty_string(get, "AUTH_RATELIMIT_STORAGE_URI"),
+            rate_limits={name: _rate_limit(get, key) for name, key in RATE_LIMIT_KEYS.items()},
         )
 
 
@@ -212,6 +241,15 @@ def _non_empty_string(get: Any, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise _config_error(key, "must be a non-empty string", "set it")
     return value
+
+
+def _rate_limit(get: Any, key: str) -> str:
+    value = get(key)
+    try:
+        parse(value)
+    except (ValueError, TypeError):
+        raise _config_error(key, f"{value!r} is not a rate limit", 'use e.g. "10/minute"') from None
+    return str(value)
 
 
 def _pem(value: str | bytes | None) -> bytes | None:

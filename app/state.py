@@ -11,6 +11,7 @@ from sqlalchemy.orm import scoped_session
 
 from .keys import KeySet
 from .passwords import PasswordHasher
+from .ratelimit import RateLimits
 from .settings import AuthSettings
 
 EXTENSION_KEY = "auth"
@@ -21,6 +22,7 @@ class AuthState:
     settings: AuthSettings
     keys: KeySet
     passwords: PasswordHasher
+    rate_limits: RateLimits
     db: SQLAlchemy
 
     @property

@@ -34,6 +34,11 @@ def client_info() -> ClientInfo:
     )
 
 
+def client_key() -> str:
+    """What per-client rate limits count by: the client's address."""
+    return request.remote_addr or "unknown"
+
+
 def json_object(*, required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object; {} when optional and empty. InvalidRequest otherwise."""
     if not required and not request.get_data(cache=True):

@@ -22,6 +22,7 @@ from .errors import InvalidToken
 from .state import auth_state
 from .transport import clear_token_cookies
 from .transport import client_info
+from .transport import client_key
 from .transport import json_object
 from .transport import refresh_token_from_request
 from .transport import token_response
@@ -41,6 +42,7 @@ def _no_store(response: Response) -> Response:
 @blueprint.post("/register")
 def register() -> tuple[Response, int]:
     state = auth_state()
+    state.rate_limits.hit("register", client_key())
     body = json_object()
     if not state.settings.allow_registration:
         raise AccessDenied("registration is closed")
@@ -57,7 +59,10 @@ def register() -> tuple[Response, int]:
 @blueprint.post("/login")
 def login() -> Response:
     state = auth_state()
+    state.rate_limits.hit("login", client_key())
     body = json_object()
+    if isinstance(body.get("email"), str):
+        state.rate_limits.hit("login_account", body["email"].strip().lower())
     now = datetime.now(UTC)
     issued = sessions.login(
         state, email=body.get("email"), password=body.get("password"), client=client_info(), now=now
@@ -68,6 +73,7 @@ def login() -> Response:
 @blueprint.post("/refresh")
 def refresh() -> Response:
     state = auth_state()
+    state.rate_limits.hit("refresh", client_key())
     presented = refresh_token_from_request(state, json_object(required=False))
     if presented is None:
         raise InvalidGrant("no refresh token was sent")
@@ -162,9 +168,11 @@ def revoke_session(session_id: str) -> Response:
 @blueprint.post("/password")
 @auth_required
 def change_password() -> Response:
+    state = auth_state()
+    state.rate_limits.hit("password", str(current_claims.user_id))
     body = json_object()
     accounts.change_password(
-        auth_state(),
+        state,
         user_id=current_claims.user_id,
         session_id=current_claims.session_id,
         current_password=body.get("current_password"),

@@ -69,6 +69,8 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "DATABASE_URL": database_url,
         "AUTH_ARGON2_PROFILE": "test",
         "AUTH_COOKIE_SECURE": True,
+        # Tests log in far more often than a person; the rate-limit tests turn it back on.
+        "AUTH_RATELIMIT_ENABLED": False,
     }
     config.update(overrides)
     return create_app(config)

@@ -1,0 +1,119 @@
+"""Rate limits: 429 rate_limited with Retry-After, nothing changed, cookies kept."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import db
+from tests.conftest import make_app
+from tests.conftest import PASSWORD
+from tests.helpers import csrf_header
+from tests.helpers import login
+from tests.helpers import register
+from tests.helpers import scalar
+
+LIMITED = {"AUTH_RATELIMIT_ENABLED": True}
+
+
+def from_ip(ip: str) -> dict[str, Any]:
+    return {"environ_base": {"REMOTE_ADDR": ip}}
+
+
+def assert_rate_limited(response: Any, *, window: int = 60) -> None:
+    assert response.status_code == 429
+    assert response.json == {
+        "error": "rate_limited",
+        "error_description": "too many attempts; retry later",
+    }
+    assert 1 <= int(response.headers["Retry-After"]) <= window
+    assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_LOGIN": "3/minute"}])
+def test_login_is_limited_per_ip(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    wrong = {"email": "ada@example.com", "password": "wrong password"}
+    for _ in range(3):
+        assert client.post("/auth/login", json=wrong, **from_ip("192.0.2.7")).status_code == 401
+    events = scalar(app, "SELECT COUNT(*) FROM auth_events")
+    assert_rate_limited(client.post("/auth/login", json=wrong, **from_ip("192.0.2.7")))
+    # The refused attempt was not even checked: no argon2 work, no event.
+    assert scalar(app, "SELECT COUNT(*) FROM auth_events") == events
+    # Another address is counted apart.
+    assert client.post("/auth/login", json=wrong, **from_ip("192.0.2.8")).status_code == 401
+
+
+@pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_LOGIN_ACCOUNT": "2/minute"}])
+def test_login_is_limited_per_account_across_ips(client: FlaskClient) -> None:
+    register(client)
+    wrong = {"email": " Ada@Example.com ", "password": "wrong password"}
+    assert client.post("/auth/login", json=wrong, **from_ip("192.0.2.1")).status_code == 401
+    assert client.post("/auth/login", json=wrong, **from_ip("192.0.2.2")).status_code == 401
+    assert_rate_limited(client.post("/auth/login", json=wrong, **from_ip("192.0.2.3")))
+    other = {"email": "bob@example.com", "password": "wrong password"}
+    assert client.post("/auth/login", json=other, **from_ip("192.0.2.3")).status_code == 401
+
+
+@pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_REGISTER": "1/hour"}])
+def test_register_is_limited_and_adds_no_user(app: Flask, client: FlaskClient) -> None:
+    register(client, "one@example.com")
+    response = client.post(
+        "/auth/register", json={"email": "two@example.com", "password": PASSWORD}
+    )
+    assert_rate_limited(response, window=3600)
+    assert scalar(app, "SELECT COUNT(*) FROM users") == 1
+
+
+@pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_REFRESH": "1/minute"}])
+def test_rate_limited_refresh_keeps_cookies_and_token(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    login(client)
+    https = {"base_url": "https://localhost"}
+    assert client.post("/auth/refresh", headers=csrf_header(client), **https).status_code == 200
+    cookie = client.get_cookie("refresh_token", path="/auth")
+    assert cookie is not None
+    assert_rate_limited(client.post("/auth/refresh", headers=csrf_header(client), **https))
+    # A transient refusal logs no one out: same cookie, still unspent.
+    assert client.get_cookie("refresh_token", path="/auth").value == cookie.value
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens WHERE used_at IS NULL") == 1
+
+
+@pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_PASSWORD": "1/minute"}])
+def test_password_change_is_limited_per_user(app: Flask, client: FlaskClient) -> None:
+    register(client)
+    access = login(client).json["access_token"]
+    headers = {"Authorization": f"Bearer {access}"}
+    body = {"current_password": "wrong password", "new_password": "a new password"}
+    assert client.post("/auth/password", json=body, headers=headers).status_code == 403
+    hash_before = scalar(app, "SELECT password_hash FROM users")
+    assert_rate_limited(client.post("/auth/password", json=body, headers=headers))
+    assert scalar(app, "SELECT password_hash FROM users") == hash_before
+
+
+def test_redis_counts_attempts_for_every_instance(tmp_path: Any) -> None:
+    """Two app instances (as two workers or hosts would) share one Redis budget."""
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        if os.environ.get("TEST_REQUIRE_DATABASES") == "1":
+            pytest.fail("TEST_REDIS_URL is not set but TEST_REQUIRE_DATABASES=1")
+        pytest.skip("TEST_REDIS_URL is not set; Redis rate-limit test skipped")
+    config = LIMITED | {"AUTH_RATELIMIT_STORAGE_URI": redis_url, "AUTH_RATELIMIT_LOGIN": "2/minute"}
+    instances = [make_app(f"sqlite:///{tmp_path / 'shared.db'}", **config) for _ in range(2)]
+    with instances[0].app_context():
+        db.create_all()
+    ip = f"198.51.100.{secrets.randbelow(250)}-{secrets.token_hex(4)}"  # a fresh counter per run
+    wrong = {"email": "nobody@example.com", "password": "wrong password"}
+    first, second = (instance.test_client() for instance in instances)
+    assert first.post("/auth/login", json=wrong, **from_ip(ip)).status_code == 401
+    assert second.post("/auth/login", json=wrong, **from_ip(ip)).status_code == 401
+    assert_rate_limited(first.post("/auth/login", json=wrong, **from_ip(ip)))
+    assert_rate_limited(second.post("/auth/login", json=wrong, **from_ip(ip)))
+    for instance in instances:
+        with instance.app_context():
+            db.engine.dispose()
