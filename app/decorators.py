@@ -43,7 +43,7 @@ def bearer_token_from_header() -> str | None:
         return None  # another scheme carries no Bearer credentials: a plain challenge
     token = token.strip()
     if not token or " " in token:
-        raise MalformedAuthorization('the Authorization header must be "Bearer <token>"')
+        raise MalformedAuthorization("the Authorization header must be: Bearer <token>")
     return token
 
 

@@ -37,9 +37,10 @@ def render_auth_error(error: AuthError) -> Response:
     if isinstance(error, MissingCredentials):
         response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
     elif error.bearer_challenge:
+        # RFC 6750 section 3: no '"' or '\\' inside the quoted error_description.
+        description = error.description.replace('"', "'").replace("\\", "/")
         response.headers["WWW-Authenticate"] = (
-            f'Bearer realm="{REALM}", error="{error.error}", '
-            f'error_description="{error.description}"'
+            f'Bearer realm="{REALM}", error="{error.error}", error_description="{description}"'
         )
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)

@@ -54,7 +54,13 @@ def load_key_set(settings: AuthSettings) -> KeySet:
         kid = "hs-" + hmac.new(settings.secret_key, b"kid", hashlib.sha256).hexdigest()[:16]
         return KeySet(settings.algorithm, settings.secret_key, kid, {kid: settings.secret_key}, ())
     assert settings.private_key_pem is not None  # noqa: S101 (settings guarantee it)
-    private_key = serialization.load_pem_private_key(settings.private_key_pem, password=None)
+    try:
+        private_key = serialization.load_pem_private_key(settings.private_key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise RuntimeError(
+            f"AUTH_JWT_PRIVATE_KEY: not an unencrypted PEM private key ({exc}); "
+            "`flask auth keygen` prints one."
+        ) from exc
     _check_key_type(settings.algorithm, private_key, "AUTH_JWT_PRIVATE_KEY")
     public_keys: list[tuple[str | None, Any]] = [(None, private_key.public_key())]
     for given_kid, pem in settings.public_keys_pem:

@@ -1,0 +1,212 @@
+"""`make bench`: real gunicorn (2 workers) on loopback, one run, every figure a ratio.
+
+Measures, against the same server in the same run:
+- the protected route `/api/hello` (signature check + one session query) against the
+  unprotected `/healthz`;
+- refresh (rotation: a conditional UPDATE, an INSERT and a COMMIT) against the same route;
+- login against one argon2 verification timed in this process.
+Prints a Markdown table and writes it to bench/results.md.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 8
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+PASSWORD = "correct horse battery"  # noqa: S105 (a benchmark user)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def request(
+    port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    payload = json.dumps(body) if body is not None else None
+    all_headers = {
+        "Content-Type": "application/json",
+        "X-Token-Transport": "body",
+        **(headers or {}),
+    }
+    connection.request(method, path, body=payload, headers=all_headers)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, json.loads(data) if data else None
+
+
+def load(port: int, make_request: Any, clients: int = CLIENTS) -> dict[str, float]:
+    """Run `make_request(client_index)` from `clients` threads for SECONDS; rate and latencies."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop = time.monotonic() + SECONDS
+
+    def worker(index: int) -> None:
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            ok = make_request(index)
+            latencies[index].append(time.perf_counter() - started)
+            errors[index] += not ok
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(clients)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    flat = sorted(value for values in latencies for value in values)
+    if sum(errors):
+        raise SystemExit(f"{sum(errors)} requests failed")
+    return {
+        "rate": len(flat) / elapsed,
+        "p50": statistics.median(flat) * 1000,
+        "p99": flat[int(len(flat) * 0.99) - 1] * 1000,
+    }
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    database_url = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}")
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_hex(32),
+        "AUTH_COOKIE_SECURE": "false",
+        "AUTH_RATELIMIT_ENABLED": "false",
+        "FLASK_APP": "wsgi",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "flask", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                request(port, "GET", "/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        rows = run_benchmarks(port)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    table = render(rows, database_url)
+    print(table)
+    (ROOT / "bench" / "results.md").write_text(table)
+
+
+def run_benchmarks(port: int) -> list[tuple[str, dict[str, float], str]]:
+    request(port, "POST", "/auth/register", {"email": "bench@example.com", "password": PASSWORD})
+    credentials = {"email": "bench@example.com", "password": PASSWORD}
+    sessions = [request(port, "POST", "/auth/login", credentials)[1] for _ in range(CLIENTS)]
+    bearer = {"Authorization": f"Bearer {sessions[0]['access_token']}"}
+    refresh_tokens = [session["refresh_token"] for session in sessions]
+
+    def refresh(index: int) -> bool:
+        status, body = request(
+            port, "POST", "/auth/refresh", {"refresh_token": refresh_tokens[index]}
+        )
+        if status == 200:
+            refresh_tokens[index] = body["refresh_token"]
+        return status == 200
+
+    public = load(port, lambda _: request(port, "GET", "/healthz")[0] == 200)
+    protected = load(port, lambda _: request(port, "GET", "/api/hello", headers=bearer)[0] == 200)
+    rotations = load(port, refresh)
+    logins = load(
+        port, lambda _: request(port, "POST", "/auth/login", credentials)[0] == 200, clients=2
+    )
+
+    sys.path.insert(0, str(ROOT))
+    from app.passwords import PasswordHasher
+
+    hasher = PasswordHasher("rfc9106_low_memory")
+    password_hash = hasher.hash(PASSWORD)
+    verify_ms = (
+        statistics.median(_timed(lambda: hasher.verify(password_hash, PASSWORD)) for _ in range(10))
+        * 1000
+    )
+    return [
+        ("GET /healthz (unprotected)", public, "1.00"),
+        (
+            "GET /api/hello (@auth_required)",
+            protected,
+            f"{protected['rate'] / public['rate']:.2f} of unprotected",
+        ),
+        (
+            "POST /auth/refresh (rotation)",
+            rotations,
+            f"{rotations['rate'] / public['rate']:.2f} of unprotected",
+        ),
+        (
+            "POST /auth/login (2 clients)",
+            logins,
+            f"p50 = {logins['p50'] / verify_ms:.2f} x one argon2 verify ({verify_ms:.0f} ms)",
+        ),
+    ]
+
+
+def _timed(action: Any) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def render(rows: list[tuple[str, dict[str, float], str]], database_url: str) -> str:
+    backend = database_url.split(":", 1)[0]
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; gunicorn 2 sync workers, "
+        f"{CLIENTS} client threads, {SECONDS:.0f} s each, {backend}.",
+        "",
+        "| what | requests/s | p50 ms | p99 ms | ratio (same run) |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, figures, ratio in rows:
+        rate, p50, p99 = figures["rate"], figures["p50"], figures["p99"]
+        lines.append(f"| {name} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

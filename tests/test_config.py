@@ -1,0 +1,341 @@
+"""Configuration (CONTRACT.md section 5): defaults, fail-fast validation, environment, URLs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app.db import normalise_database_url
+from app.keys import generate_private_key_pem
+from app.settings import AuthSettings
+from config import from_environment
+from tests.conftest import make_app
+from tests.conftest import SECRET
+
+STRONG_SECRET = "k" * 32
+TTL_KEYS = ["AUTH_ACCESS_TOKEN_TTL", "AUTH_REFRESH_TOKEN_TTL", "AUTH_SESSION_TTL"]
+#: Production-like: neither TESTING nor DEBUG, a real argon2 profile.
+PRODUCTION = {"TESTING": False, "DEBUG": False, "AUTH_ARGON2_PROFILE": "rfc9106_low_memory"}
+
+
+def settings(**config: Any) -> AuthSettings:
+    return AuthSettings.from_config({"SECRET_KEY": STRONG_SECRET, **config})
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'config.db'}"
+
+
+# Defaults and accepted values
+
+
+def test_defaults() -> None:
+    result = settings()
+
+    assert result.algorithm == "HS256"
+    assert result.secret_key == STRONG_SECRET.encode()
+    assert result.access_token_ttl == timedelta(minutes=15)
+    assert result.refresh_token_ttl == timedelta(days=7)
+    assert result.session_ttl == timedelta(days=30)
+    assert result.refresh_reuse_grace == timedelta(seconds=10)
+    assert result.url_prefix == "/auth"
+    assert result.cookie_secure is True
+    assert result.cookie_samesite == "Strict"
+    assert result.allow_registration is True
+
+
+def test_jwt_secret_key_takes_precedence_over_secret_key() -> None:
+    result = settings(AUTH_JWT_SECRET_KEY="j" * 40)
+
+    assert result.secret_key == b"j" * 40
+
+
+@pytest.mark.parametrize("key", [*TTL_KEYS, "AUTH_REFRESH_REUSE_GRACE", "AUTH_JWT_LEEWAY"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (90, timedelta(seconds=90)),
+        (timedelta(minutes=5), timedelta(minutes=5)),
+    ],
+)
+def test_durations_accept_seconds_and_timedelta(
+    key: str, value: int | timedelta, expected: timedelta
+) -> None:
+    result = settings(**{key: value})
+
+    attribute = {
+        "AUTH_ACCESS_TOKEN_TTL": result.access_token_ttl,
+        "AUTH_REFRESH_TOKEN_TTL": result.refresh_token_ttl,
+        "AUTH_SESSION_TTL": result.session_ttl,
+        "AUTH_REFRESH_REUSE_GRACE": result.refresh_reuse_grace,
+        "AUTH_JWT_LEEWAY": result.leeway,
+    }[key]
+    assert attribute == expected
+
+
+@pytest.mark.parametrize("value", [Path("x"), True, "900"])
+def test_duration_of_wrong_type_is_refused(value: object) -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_ACCESS_TOKEN_TTL: "):
+        settings(AUTH_ACCESS_TOKEN_TTL=value)
+
+
+@pytest.mark.parametrize("samesite", ["Strict", "Lax", "None"])
+def test_samesite_values_accepted(samesite: str) -> None:
+    assert settings(AUTH_COOKIE_SAMESITE=samesite).cookie_samesite == samesite
+
+
+# Fail fast, naming the key
+
+
+def test_missing_secret_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="AUTH_JWT_SECRET_KEY") as info:
+        AuthSettings.from_config({"TESTING": True})
+
+    assert "SECRET_KEY" in str(info.value)
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_empty_secret_is_refused(empty: str | None) -> None:
+    with pytest.raises(RuntimeError, match="AUTH_JWT_SECRET_KEY"):
+        AuthSettings.from_config({"TESTING": True, "SECRET_KEY": empty})
+
+
+@pytest.mark.parametrize("key", ["SECRET_KEY", "AUTH_JWT_SECRET_KEY"])
+def test_short_secret_is_refused_outside_testing(key: str) -> None:
+    with pytest.raises(RuntimeError, match=rf"^{key}: is 31 bytes, shorter than 32"):
+        AuthSettings.from_config({**PRODUCTION, key: "s" * 31})
+
+
+def test_secret_of_32_bytes_is_accepted_outside_testing() -> None:
+    assert AuthSettings.from_config({**PRODUCTION, "SECRET_KEY": "s" * 32}).secret_key == b"s" * 32
+
+
+@pytest.mark.parametrize("lenient", [{"TESTING": True}, {"DEBUG": True}])
+def test_short_secret_is_allowed_in_testing_and_debug(lenient: dict[str, bool]) -> None:
+    result = AuthSettings.from_config({**PRODUCTION, **lenient, "SECRET_KEY": "short"})
+
+    assert result.secret_key == b"short"
+
+
+@pytest.mark.parametrize("placeholder", ["changeme", "ChangeMe", "secret", "dev"])
+def test_placeholder_secret_is_refused_outside_testing(placeholder: str) -> None:
+    with pytest.raises(RuntimeError, match=r"^SECRET_KEY: is a well-known placeholder"):
+        AuthSettings.from_config({**PRODUCTION, "SECRET_KEY": placeholder})
+
+
+def test_placeholder_jwt_secret_is_refused_naming_its_key() -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_JWT_SECRET_KEY: is a well-known placeholder"):
+        AuthSettings.from_config(
+            {**PRODUCTION, "SECRET_KEY": STRONG_SECRET, "AUTH_JWT_SECRET_KEY": "changeme"}
+        )
+
+
+def test_placeholder_secret_is_allowed_in_testing() -> None:
+    result = AuthSettings.from_config({"TESTING": True, "SECRET_KEY": "changeme"})
+
+    assert result.secret_key == b"changeme"
+
+
+@pytest.mark.parametrize("algorithm", ["none", "RS512", "hs256", "HS1024", ""])
+def test_unknown_algorithm_is_refused(algorithm: str) -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_JWT_ALGORITHM: "):
+        settings(AUTH_JWT_ALGORITHM=algorithm)
+
+
+@pytest.mark.parametrize("key", TTL_KEYS)
+@pytest.mark.parametrize("value", [0, -1, timedelta(0), timedelta(seconds=-30)])
+def test_non_positive_ttl_is_refused(key: str, value: int | timedelta) -> None:
+    with pytest.raises(RuntimeError, match=rf"^{key}: must be positive"):
+        settings(**{key: value})
+
+
+@pytest.mark.parametrize("samesite", ["strict-ish", "", None, "Sometimes"])
+def test_bad_samesite_is_refused(samesite: str | None) -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_COOKIE_SAMESITE: "):
+        settings(AUTH_COOKIE_SAMESITE=samesite)
+
+
+@pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "RS256"])
+def test_asymmetric_algorithm_without_private_key_is_refused(algorithm: str) -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_JWT_PRIVATE_KEY: "):
+        settings(AUTH_JWT_ALGORITHM=algorithm)
+
+
+def test_test_argon2_profile_is_refused_outside_testing() -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_ARGON2_PROFILE: "):
+        AuthSettings.from_config(
+            {**PRODUCTION, "SECRET_KEY": STRONG_SECRET, "AUTH_ARGON2_PROFILE": "test"}
+        )
+
+
+def test_test_argon2_profile_is_allowed_in_testing() -> None:
+    result = AuthSettings.from_config(
+        {"TESTING": True, "SECRET_KEY": STRONG_SECRET, "AUTH_ARGON2_PROFILE": "test"}
+    )
+
+    assert result.argon2_profile == "test"
+
+
+# create_app fails fast too
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"SECRET_KEY": None}, "AUTH_JWT_SECRET_KEY"),
+        ({**PRODUCTION, "SECRET_KEY": "s" * 31}, "SECRET_KEY"),
+        ({**PRODUCTION, "SECRET_KEY": "changeme"}, "SECRET_KEY"),
+        ({"AUTH_JWT_ALGORITHM": "none"}, "AUTH_JWT_ALGORITHM"),
+        ({"AUTH_ACCESS_TOKEN_TTL": 0}, "AUTH_ACCESS_TOKEN_TTL"),
+        ({"AUTH_REFRESH_TOKEN_TTL": -1}, "AUTH_REFRESH_TOKEN_TTL"),
+        ({"AUTH_SESSION_TTL": timedelta(0)}, "AUTH_SESSION_TTL"),
+        ({"AUTH_COOKIE_SAMESITE": "strictest"}, "AUTH_COOKIE_SAMESITE"),
+        ({"AUTH_JWT_ALGORITHM": "ES256"}, "AUTH_JWT_PRIVATE_KEY"),
+        ({"TESTING": False, "SECRET_KEY": SECRET}, "AUTH_ARGON2_PROFILE"),
+    ],
+)
+def test_create_app_fails_fast_naming_the_key(
+    sqlite_url: str, overrides: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(RuntimeError, match=rf"^{key}: "):
+        make_app(sqlite_url, **overrides)
+
+
+def test_create_app_accepts_a_production_configuration(sqlite_url: str) -> None:
+    private_pem, _ = generate_private_key_pem("EdDSA")
+
+    application = make_app(
+        sqlite_url,
+        **PRODUCTION,
+        SECRET_KEY=STRONG_SECRET,
+        AUTH_JWT_ALGORITHM="EdDSA",
+        AUTH_JWT_PRIVATE_KEY=private_pem,
+    )
+
+    assert application.extensions["auth"].settings.algorithm == "EdDSA"
+
+
+# config.py: the environment
+
+
+def test_from_environment_parses_each_kind() -> None:
+    environ = {
+        "AUTH_ACCESS_TOKEN_TTL": "60",
+        "AUTH_SESSION_TTL": "86400",
+        "AUTH_JWT_LEEWAY": "0",
+        "AUTH_COOKIE_SECURE": "false",
+        "AUTH_ALLOW_REGISTRATION": "true",
+        "AUTH_TRUSTED_ORIGINS": "https://a.example, https://b.example,",
+        "AUTH_PASSWORD_MIN_LENGTH": "12",
+        "AUTH_JWT_ALGORITHM": "HS512",
+        "AUTH_JWT_ISSUER": "https://issuer.example",
+        "AUTH_JWT_SECRET_KEY": "e" * 40,
+        "PATH": "/usr/bin",
+        "AUTH_NOT_A_SETTING": "ignored",
+    }
+
+    config = from_environment(environ)
+
+    assert {key: value for key, value in config.items() if key != "AUTH_TRUSTED_ORIGINS"} == {
+        "AUTH_ACCESS_TOKEN_TTL": timedelta(seconds=60),
+        "AUTH_SESSION_TTL": timedelta(days=1),
+        "AUTH_JWT_LEEWAY": timedelta(0),
+        "AUTH_COOKIE_SECURE": False,
+        "AUTH_ALLOW_REGISTRATION": True,
+        "AUTH_PASSWORD_MIN_LENGTH": 12,
+        "AUTH_JWT_ALGORITHM": "HS512",
+        "AUTH_JWT_ISSUER": "https://issuer.example",
+        "AUTH_JWT_SECRET_KEY": "e" * 40,
+    }
+    assert list(config["AUTH_TRUSTED_ORIGINS"]) == ["https://a.example", "https://b.example"]
+    # What the environment gives, the extension accepts.
+    result = AuthSettings.from_config({**PRODUCTION, **config})
+    assert result.access_token_ttl == timedelta(seconds=60)
+    assert result.algorithm == "HS512"
+    assert result.cookie_secure is False
+    assert result.trusted_origins == frozenset({"https://a.example", "https://b.example"})
+    assert result.password_min_length == 12
+    assert result.secret_key == b"e" * 40
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("false", False)])
+def test_from_environment_booleans(raw: str, expected: bool) -> None:
+    assert from_environment({"AUTH_COOKIE_SECURE": raw}) == {"AUTH_COOKIE_SECURE": expected}
+
+
+def test_from_environment_reads_nothing_from_an_empty_environment() -> None:
+    assert from_environment({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("AUTH_ACCESS_TOKEN_TTL", "15m"),
+        ("AUTH_REFRESH_TOKEN_TTL", ""),
+        ("AUTH_COOKIE_SECURE", "yes"),
+        ("AUTH_ALLOW_REGISTRATION", "1"),
+        ("AUTH_PASSWORD_MIN_LENGTH", "eight"),
+    ],
+)
+def test_from_environment_bad_value_names_the_key(key: str, raw: str) -> None:
+    with pytest.raises(RuntimeError, match=rf"^{key}: "):
+        from_environment({key: raw})
+
+
+@pytest.mark.parametrize("key", TTL_KEYS)
+def test_non_positive_duration_from_environment_is_refused(key: str) -> None:
+    config = from_environment({key: "0"})
+
+    with pytest.raises(RuntimeError, match=rf"^{key}: must be positive"):
+        AuthSettings.from_config({**PRODUCTION, "SECRET_KEY": STRONG_SECRET, **config})
+
+
+def test_from_environment_reads_rate_limit_keys() -> None:
+    # CONTRACT.md section 5 lists AUTH_RATELIMIT_ENABLED and AUTH_RATELIMIT_STORAGE_URI among
+    # the keys config.py reads from the environment.
+    config = from_environment(
+        {"AUTH_RATELIMIT_ENABLED": "false", "AUTH_RATELIMIT_STORAGE_URI": "redis://cache:6379"}
+    )
+
+    assert config == {
+        "AUTH_RATELIMIT_ENABLED": False,
+        "AUTH_RATELIMIT_STORAGE_URI": "redis://cache:6379",
+    }
+
+
+# DATABASE_URL
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db:5432/auth", "postgresql+psycopg://u:p@db:5432/auth"),
+        ("postgresql://u@db/auth", "postgresql+psycopg://u@db/auth"),
+        ("mysql://root@db:3306/auth", "mysql+pymysql://root@db:3306/auth?charset=utf8mb4"),
+        ("mariadb://root:pw@db/auth", "mysql+pymysql://root:pw@db/auth?charset=utf8mb4"),
+        (
+            "mysql://root@db/auth?connect_timeout=5",
+            "mysql+pymysql://root@db/auth?connect_timeout=5&charset=utf8mb4",
+        ),
+        ("sqlite:///instance/auth.db", "sqlite:///instance/auth.db"),
+        ("sqlite:////var/lib/auth.db", "sqlite:////var/lib/auth.db"),
+        ("postgresql+psycopg://u@db/auth", "postgresql+psycopg://u@db/auth"),
+    ],
+)
+def test_normalise_database_url(url: str, expected: str) -> None:
+    normalised = normalise_database_url(url)
+
+    assert normalised == expected
+    # The driver it names is installed: the engine can be built (without connecting).
+    engine = sa.create_engine(normalised)
+    engine.dispose()
+
+
+def test_normalise_database_url_refuses_a_path() -> None:
+    with pytest.raises(RuntimeError, match=r"^DATABASE_URL: "):
+        normalise_database_url("instance/auth.db")
