@@ -11,7 +11,6 @@ from flask import jsonify
 from flask_migrate import Migrate
 
 from .db import db
-from .db import engine_options
 from .db import normalise_database_url
 from .decorators import auth_required
 from .decorators import current_claims
@@ -30,12 +29,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     app.config.from_object(Config)
     app.config.update(overrides or {})
-    url = normalise_database_url(app.config["DATABASE_URL"])
-    app.config["SQLALCHEMY_DATABASE_URI"] = url
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
-    db.init_app(app)
-    Migrate(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(app.config["DATABASE_URL"])
     AuthManager(app)
+    Migrate(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
     _register_example_routes(app)
     return app
 

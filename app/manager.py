@@ -7,6 +7,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .cli import auth_cli
 from .db import db as default_db
+from .db import engine_options
 from .error_handlers import register_error_handlers
 from .keys import load_key_set
 from .passwords import PasswordHasher
@@ -38,6 +39,9 @@ class AuthManager:
         settings = AuthSettings.from_config(app.config)
         database = self._db or default_db
         if "sqlalchemy" not in app.extensions:
+            url = app.config.get("SQLALCHEMY_DATABASE_URI")
+            if url:
+                app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
             database.init_app(app)
         app.extensions[EXTENSION_KEY] = AuthState(
             settings=settings,

@@ -10,6 +10,7 @@ from sqlalchemy import delete
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import scoped_session
 
 from . import audit
 from .accounts import authenticate
@@ -101,6 +102,7 @@ def rotate_refresh_token(
     token_hash = refresh_token_hash(presented)
     assert isinstance(presented, str)  # noqa: S101 (refresh_token_hash checked it)
     db_session = state.session
+    _begin_read_committed(db_session)
     row = db_session.execute(
         select(RefreshToken, AuthSession, User)
         .join(AuthSession, RefreshToken.session_id == AuthSession.id)
@@ -136,8 +138,8 @@ def rotate_refresh_token(
         )
         grace = False
     else:
-        successor_expires_at = _grace_successor_expiry(
-            state, token.id, successor, client=client, now=now
+        successor_expires_at = _replayed_successor_expiry(
+            state, token, successor, client=client, now=now
         )
         grace = True
     db_session.execute(
@@ -157,28 +159,34 @@ def rotate_refresh_token(
     return _issue(state, user, auth_session.id, successor, successor_expires_at, now=now)
 
 
-def _grace_successor_expiry(
-    state: AuthState, token_id: int, successor: str, *, client: ClientInfo, now: datetime
+def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[type-arg]
+    """Run the rotation at READ COMMITTED, whatever the engine's default.
+
+    The loser of a race must see the winner's committed successor: REPEATABLE READ would hide
+    it (MariaDB) or fail the loser (PostgreSQL). SQLite serialises writers and needs nothing.
+    """
+    session = db_session()
+    if session.get_bind().dialect.name != "sqlite" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+
+
+def _replayed_successor_expiry(
+    state: AuthState, token: RefreshToken, successor: str, *, client: ClientInfo, now: datetime
 ) -> datetime:
-    """The expiry of the successor when this replay of an already used token is in grace.
+    """The successor's expiry if this replay of a spent token is within grace.
 
     Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
     """
     db_session = state.session
-    # Fresh reads (not the identity map): a concurrent winner has committed by now.
-    used_at, session_id, user_id, revoked_at = db_session.execute(
-        select(
-            RefreshToken.used_at,
-            RefreshToken.session_id,
-            RefreshToken.user_id,
-            AuthSession.revoked_at,
-        )
+    # Fresh reads, not the identity map: a concurrent winner has committed by now.
+    used_at, revoked_at = db_session.execute(
+        select(RefreshToken.used_at, AuthSession.revoked_at)
         .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-        .where(RefreshToken.id == token_id)
+        .where(RefreshToken.id == token.id)
     ).one()
     child = db_session.execute(
         select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at).where(
-            RefreshToken.parent_id == token_id
+            RefreshToken.parent_id == token.id
         )
     ).one_or_none()
     grace = state.settings.refresh_reuse_grace
@@ -197,15 +205,19 @@ def _grace_successor_expiry(
         expires_at: datetime = child.expires_at
         return expires_at
     revoke_sessions(
-        state, user_id=user_id, reason="refresh_reuse_detected", now=now, only_session_id=session_id
+        state,
+        user_id=token.user_id,
+        reason="refresh_reuse_detected",
+        now=now,
+        only_session_id=token.session_id,
     )
     audit.record_event(
         db_session,
         audit.REFRESH_REUSE_DETECTED,
         now=now,
         client=client,
-        user_id=user_id,
-        session_id=session_id,
+        user_id=token.user_id,
+        session_id=token.session_id,
     )
     # Committed before the 401: the failing request's rollback must not undo the revocation.
     db_session.commit()

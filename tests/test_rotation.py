@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from datetime import timedelta
 from datetime import UTC
@@ -18,8 +19,10 @@ from app import accounts
 from app import db
 from app import sessions
 from app.errors import InvalidGrant
+from app.models import AuthEvent
 from app.models import AuthSession
 from app.models import RefreshToken
+from app.models import User
 from app.state import auth_state
 from app.state import ClientInfo
 from app.tokens import issue_access_token
@@ -386,3 +389,31 @@ def test_database_outage_is_503_and_keeps_cookies(app: Flask, client: FlaskClien
     assert response.headers["Retry-After"] == "5"
     assert "Set-Cookie" not in response.headers
     assert token_row(app, cookie.value).used_at is None
+
+
+@pytest.fixture
+def repeatable_read_app(database_url: str) -> Iterator[Flask]:
+    """The app on an engine left at REPEATABLE READ, as a host app's own engine may be."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no REPEATABLE READ level; it serialises writers")
+    application = make_app(
+        database_url, SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "REPEATABLE READ"}
+    )
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context(), db.engine.begin() as connection:
+        for model in (AuthEvent, RefreshToken, AuthSession, User):
+            connection.execute(sa.delete(model))
+    with application.app_context():
+        db.engine.dispose()
+
+
+def test_concurrent_refreshes_rotate_once_under_repeatable_read(repeatable_read_app: Flask) -> None:
+    client = repeatable_read_app.test_client()
+    register(client)
+    token = login(client, native=True).json["refresh_token"]
+    responses = concurrent_refreshes(repeatable_read_app, token)
+    assert [r.status_code for r in responses] == [200] * THREADS
+    assert len({r.json["refresh_token"] for r in responses}) == 1
+    assert scalar(repeatable_read_app, "SELECT COUNT(*) FROM refresh_tokens") == 2
