@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,23 +55,36 @@ def wants_body_transport() -> bool:
     return request.headers.get(TRANSPORT_HEADER, "").strip().lower() == "body"
 
 
-def refresh_token_from_request(state: AuthState, body: dict[str, Any]) -> str | None:
-    """The presented refresh token: the body's, else the cookie's after CSRF and Origin checks."""
+@dataclasses.dataclass(frozen=True)
+class PresentedRefreshToken:
+    value: str = dataclasses.field(repr=False)
+    #: Came in the HttpOnly cookie: the answer must go back in cookies, never in the body.
+    from_cookie: bool
+
+
+def refresh_token_from_request(
+    state: AuthState, body: dict[str, Any]
+) -> PresentedRefreshToken | None:
+    """The presented refresh token: the body's, else the cookie's after the CSRF check."""
     if "refresh_token" in body:
         token = body["refresh_token"]
         if not isinstance(token, str):
             raise InvalidRequest("refresh_token: must be a string")
-        return token
+        return PresentedRefreshToken(token, from_cookie=False)
     token = request.cookies.get(REFRESH_COOKIE)
     if token is None:
         return None
-    _check_origin(state)
     _check_csrf(state, token)
-    return token
+    return PresentedRefreshToken(token, from_cookie=True)
 
 
-def _check_origin(state: AuthState) -> None:
-    # Threat: a cross-site page using the browser's cookies (CSRF), where SameSite is not enough.
+def check_origin(state: AuthState) -> None:
+    """403 csrf_failed for a request whose Origin is neither ours nor trusted.
+
+    Threat: a cross-site page driving a state-changing request (CSRF, login CSRF, or a forced
+    logout that clears cookies even when no cookie was sent). Clients that send no Origin
+    (native apps, curl) pass.
+    """
     origin = request.headers.get("Origin")
     if origin is None:
         return
@@ -89,9 +103,9 @@ def _check_csrf(state: AuthState, refresh_token: str) -> None:
 
 
 def token_response(
-    state: AuthState, issued: IssuedTokens, *, now: datetime, include_user: bool
+    state: AuthState, issued: IssuedTokens, *, now: datetime, include_user: bool, native: bool
 ) -> Response:
-    """The token JSON, with the refresh token in the body (native) or in cookies (browser)."""
+    """The token JSON, with the refresh token in the body (`native`) or in cookies (browser)."""
     body: dict[str, Any] = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -99,7 +113,6 @@ def token_response(
     }
     if include_user and issued.user is not None:
         body["user"] = issued.user.to_public()
-    native = wants_body_transport()
     if native:
         body["refresh_token"] = issued.refresh_token
     response = jsonify(body)

@@ -7,6 +7,7 @@ from datetime import UTC
 
 from flask import Blueprint
 from flask import jsonify
+from flask import request
 from flask import Response
 
 from . import accounts
@@ -20,15 +21,23 @@ from .errors import AccessDenied
 from .errors import InvalidGrant
 from .errors import InvalidToken
 from .state import auth_state
+from .transport import check_origin
 from .transport import clear_token_cookies
 from .transport import client_info
 from .transport import client_key
 from .transport import json_object
 from .transport import refresh_token_from_request
 from .transport import token_response
+from .transport import wants_body_transport
 
 JWKS_MAX_AGE_SECONDS = 300
 blueprint = Blueprint("auth", __name__)
+
+
+@blueprint.before_request
+def _reject_foreign_origin() -> None:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        check_origin(auth_state())
 
 
 @blueprint.after_request
@@ -67,7 +76,7 @@ def login() -> Response:
     issued = sessions.login(
         state, email=body.get("email"), password=body.get("password"), client=client_info(), now=now
     )
-    return token_response(state, issued, now=now, include_user=True)
+    return token_response(state, issued, now=now, include_user=True, native=wants_body_transport())
 
 
 @blueprint.post("/refresh")
@@ -79,9 +88,11 @@ def refresh() -> Response:
         raise InvalidGrant("no refresh token was sent")
     now = datetime.now(UTC)
     issued = sessions.rotate_refresh_token(
-        state, presented=presented, client=client_info(), now=now
+        state, presented=presented.value, client=client_info(), now=now
     )
-    return token_response(state, issued, now=now, include_user=False)
+    # Threat: XSS. A token that came in the HttpOnly cookie never goes back in a readable body.
+    native = wants_body_transport() and not presented.from_cookie
+    return token_response(state, issued, now=now, include_user=False, native=native)
 
 
 @blueprint.post("/logout")
@@ -90,7 +101,7 @@ def logout() -> Response:
     state = auth_state()
     now = datetime.now(UTC)
     presented = refresh_token_from_request(state, json_object(required=False))
-    owner = sessions.session_of_refresh_token(state, presented) if presented else None
+    owner = sessions.session_of_refresh_token(state, presented.value) if presented else None
     if owner is None and bearer_token_from_header() is not None:
         try:
             # A second logout with the same access token still answers 204.

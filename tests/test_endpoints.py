@@ -519,6 +519,47 @@ def test_cookie_refresh_from_a_foreign_origin_is_refused(
     assert snapshot(app) == before
 
 
+def test_cookie_refresh_never_returns_the_token_in_the_body(
+    app: Flask, client: FlaskClient, access_token: str
+) -> None:
+    """XSS can read the CSRF value and ask for body transport; the token stays in the cookie."""
+    old_token = refresh_cookie(client)
+    headers = {**csrf_header(client), "X-Token-Transport": "body"}
+
+    response = client.post("/auth/refresh", headers=headers)
+
+    assert response.status_code == 200
+    assert set(body(response)) == {"access_token", "token_type", "expires_in"}
+    cookies = set_cookies(response)
+    assert set(cookies) == {"refresh_token", "csrf_token"}
+    assert refresh_row(app, cookies["refresh_token"]["value"]).parent_id == (
+        refresh_row(app, old_token).id
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/auth/logout", None),
+        ("/auth/refresh", None),
+        ("/auth/login", {"email": EMAIL, "password": PASSWORD}),
+        ("/auth/register", {"email": OTHER_EMAIL, "password": PASSWORD}),
+    ],
+)
+def test_a_cross_site_request_without_cookies_is_refused_and_clears_nothing(
+    app: Flask, client: FlaskClient, user: dict[str, Any], path: str, payload: Any
+) -> None:
+    """A foreign page's form post carries no SameSite cookie, yet must not clear ours."""
+    before = snapshot(app)
+    stranger = app.test_client()  # no cookies, as a cross-site POST under SameSite=Strict
+
+    response = stranger.post(path, json=payload, headers={"Origin": "https://evil.example"})
+
+    assert_error(response, 403, "csrf_failed")
+    assert "Set-Cookie" not in response.headers
+    assert snapshot(app) == before
+
+
 def test_cookie_refresh_from_the_apps_own_origin_succeeds(
     app: Flask, client: FlaskClient, access_token: str
 ) -> None:
