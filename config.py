@@ -57,5 +57,7 @@ class Config:
     SECRET_KEY = _secret_key()
     # Threat: memory exhaustion by huge bodies; the API takes small JSON objects only.
     MAX_CONTENT_LENGTH = 64 * 1024
-    JSON_SORT_KEYS = False
-    locals().update(from_environment())
+
+
+for _key, _value in from_environment().items():
+    setattr(Config, _key, _value)

@@ -27,11 +27,16 @@ MAX_EMAIL_LENGTH = 254
 BAD_CREDENTIALS = "invalid email or password"
 
 
+def canonical_email(email: str) -> str:
+    """The form emails are stored and looked up in: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
 def normalise_email(email: object) -> str:
-    """Trimmed, lower-cased email; InvalidRequest naming the field if it is not one."""
+    """The canonical email; InvalidRequest naming the field if it is not an address."""
     if not isinstance(email, str):
         raise InvalidRequest("email: must be a string")
-    normalised = email.strip().lower()
+    normalised = canonical_email(email)
     if len(normalised) > MAX_EMAIL_LENGTH or not _EMAIL_PATTERN.fullmatch(normalised):
         raise InvalidRequest("email: is not a valid email address")
     return normalised
@@ -93,7 +98,7 @@ def authenticate(
     if not isinstance(password, str) or not isinstance(email, str):
         raise InvalidRequest("email and password: must be strings")
     db_session = state.session
-    user = db_session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = db_session.scalar(select(User).where(User.email == canonical_email(email)))
     matches = state.passwords.verify(user.password_hash if user else None, password)
     if user is None or not matches or not user.is_active:
         reason = (

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from . import accounts
 from . import sessions
+from .accounts import canonical_email
 from .errors import AuthError
 from .keys import generate_private_key_pem
 from .models import User
@@ -24,7 +25,7 @@ CLI_CLIENT = ClientInfo(ip=None, user_agent="flask auth cli")
 
 
 def _user_by_email(state: AuthState, email: str) -> User:
-    user = state.session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = state.session.scalar(select(User).where(User.email == canonical_email(email)))
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     return user
@@ -101,7 +102,7 @@ def deactivate(email: str) -> None:
         )
     except AuthError as error:
         raise click.ClickException(error.description) from None
-    click.echo(f"deactivated {email.strip().lower()}; revoked {revoked} sessions")
+    click.echo(f"deactivated {canonical_email(email)}; revoked {revoked} sessions")
 
 
 @auth_cli.command("keygen")

@@ -56,6 +56,16 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+def exact_string(length: int) -> sa.types.TypeEngine[str]:
+    """A string compared byte for byte on every database.
+
+    MariaDB's default collation ignores case and accents: `josé@` would match `jose@`.
+    """
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
 # Drivers installed by default for the URLs operators write.
 _DRIVERS = {
     "postgres": "postgresql+psycopg",
@@ -89,11 +99,14 @@ def engine_options(url: str) -> dict[str, Any]:
     return options | {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
 
 
-@sa.event.listens_for(sa.Engine, "connect")
-def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL and a busy timeout so several gunicorn workers share the file without `locked`."""
-    if type(dbapi_connection).__module__ != "sqlite3":
-        return
+def configure_sqlite(engine: sa.Engine) -> None:
+    """On a SQLite engine, set WAL and a busy timeout on every new connection, so that several
+    gunicorn workers share the file without `database is locked`; foreign keys on."""
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

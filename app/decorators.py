@@ -56,10 +56,10 @@ def verify_request_token(*, check_revocation: bool = True) -> AccessClaims:
     now = datetime.now(UTC)
     claims = verify_access_token(token, keys=state.keys, settings=state.settings, now=now)
     if check_revocation:
-        status = check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
-        if status is None:
+        role = check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
+        if role is None:
             raise InvalidToken("the session of this access token has ended")
-        g._auth_role = status.role
+        g._auth_role = role
     g._auth_claims = claims
     return claims
 
@@ -78,6 +78,8 @@ def auth_required(
     The role is read from the database with the session check, so a demotion applies at
     once. OPTIONS requests pass through (CORS preflight carries no credentials).
     """
+    if isinstance(roles, str):
+        raise TypeError('roles takes a list of role names, e.g. roles=["admin"]')
     allowed = frozenset(roles) if roles is not None else None
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:

@@ -37,9 +37,9 @@ class KeySet:
     """The key that signs new tokens and every key that still verifies, by `kid`."""
 
     algorithm: str
-    signing_key: Any
+    signing_key: Any = dataclasses.field(repr=False)
     signing_kid: str
-    verification_keys: dict[str, Any]
+    verification_keys: dict[str, Any] = dataclasses.field(repr=False)
     public_jwks: tuple[dict[str, str], ...]
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from .cli import auth_cli
+from .db import configure_sqlite
 from .db import db as default_db
 from .db import engine_options
 from .error_handlers import register_error_handlers
@@ -38,11 +39,21 @@ class AuthManager:
         """Validate the configuration (RuntimeError naming the key) and register everything."""
         settings = AuthSettings.from_config(app.config)
         database = self._db or default_db
-        if "sqlalchemy" not in app.extensions:
+        initialised = app.extensions.get("sqlalchemy")
+        if initialised is not None and initialised is not database:
+            raise RuntimeError(
+                "AuthManager: this app already has its own SQLAlchemy instance; "
+                "pass it as AuthManager(db=db)."
+            )
+        if initialised is None:
             url = app.config.get("SQLALCHEMY_DATABASE_URI")
             if url:
-                app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+                # Ours under the host's: what the host sets wins, what it leaves out is ours.
+                host_options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {})
+                app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(url) | host_options
             database.init_app(app)
+            with app.app_context():
+                configure_sqlite(database.engine)
         app.extensions[EXTENSION_KEY] = AuthState(
             settings=settings,
             keys=load_key_set(settings),

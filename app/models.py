@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 from .db import Base
+from .db import exact_string
 from .db import UTCDateTime
 
 # SQLite autoincrements only INTEGER PRIMARY KEY, so BIGINT ids are INTEGER there.
@@ -20,7 +21,7 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    email: Mapped[str] = mapped_column(exact_string(254), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(64), default="user")
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
@@ -42,7 +43,7 @@ class AuthSession(Base):
 
     __tablename__ = "auth_sessions"
 
-    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(exact_string(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(
         BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
@@ -64,12 +65,12 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(exact_string(64), unique=True)
     user_id: Mapped[int] = mapped_column(
         BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     session_id: Mapped[str] = mapped_column(
-        sa.String(64), sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+        exact_string(64), sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -86,7 +87,7 @@ class AuthEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     type: Mapped[str] = mapped_column(sa.String(64))
     user_id: Mapped[int | None] = mapped_column(BigId, index=True)
-    session_id: Mapped[str | None] = mapped_column(sa.String(64))
+    session_id: Mapped[str | None] = mapped_column(exact_string(64))
     ip: Mapped[str | None] = mapped_column(sa.String(64))
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     detail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)

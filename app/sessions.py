@@ -35,20 +35,12 @@ SESSION_OVER = "the session has ended; log in again"
 class IssuedTokens:
     """What a login or a refresh hands to the client."""
 
-    access_token: str
+    access_token: str = dataclasses.field(repr=False)
     expires_in: int
-    refresh_token: str
+    refresh_token: str = dataclasses.field(repr=False)
     refresh_expires_at: datetime
     session_id: str
     user: User | None = None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SessionStatus:
-    """What a protected request needs to know of its session, from one query."""
-
-    user_id: int
-    role: str
 
 
 def login(
@@ -179,16 +171,18 @@ def _replayed_successor_expiry(
     Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
     """
     db_session = state.session
-    # Fresh reads, not the identity map: a concurrent winner has committed by now.
+    # Locking reads see the latest commit even in an older snapshot (a host transaction left
+    # at REPEATABLE READ): the concurrent winner's successor must not look like reuse.
     used_at, revoked_at = db_session.execute(
         select(RefreshToken.used_at, AuthSession.revoked_at)
         .join(AuthSession, RefreshToken.session_id == AuthSession.id)
         .where(RefreshToken.id == token.id)
+        .with_for_update()
     ).one()
     child = db_session.execute(
-        select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at).where(
-            RefreshToken.parent_id == token.id
-        )
+        select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at)
+        .where(RefreshToken.parent_id == token.id)
+        .with_for_update()
     ).one_or_none()
     grace = state.settings.refresh_reuse_grace
     in_grace = (
@@ -274,10 +268,8 @@ _SESSION_STATUS = (
 )
 
 
-def check_session(
-    state: AuthState, *, session_id: str, user_id: int, now: datetime
-) -> SessionStatus | None:
-    """The session's user and current role if it is live and the user active; else None.
+def check_session(state: AuthState, *, session_id: str, user_id: int, now: datetime) -> str | None:
+    """The user's current role if the session is live and the user active; else None.
 
     One primary-key query on the request's connection (Core, no ORM objects); runs on every
     protected request (logout means logout).
@@ -289,7 +281,8 @@ def check_session(
     )
     if row is None or row.revoked_at is not None or now >= row.expires_at or not row.is_active:
         return None
-    return SessionStatus(user_id=user_id, role=row.role)
+    role: str = row.role
+    return role
 
 
 def logout(

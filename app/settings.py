@@ -88,8 +88,8 @@ class AuthSettings:
     """Validated settings; build with `AuthSettings.from_config(app.config)`."""
 
     algorithm: str
-    secret_key: bytes
-    private_key_pem: bytes | None
+    secret_key: bytes = dataclasses.field(repr=False)
+    private_key_pem: bytes | None = dataclasses.field(repr=False)
     public_keys_pem: tuple[tuple[str | None, bytes], ...]
     issuer: str
     audience: str
@@ -137,6 +137,12 @@ class AuthSettings:
             raise _config_error(
                 "AUTH_COOKIE_SAMESITE", f"{samesite!r} is not valid", "use Strict, Lax or None"
             )
+        if samesite == "None" and not _bool(get, "AUTH_COOKIE_SECURE"):
+            raise _config_error(
+                "AUTH_COOKIE_SAMESITE",
+                "None needs AUTH_COOKIE_SECURE (browsers drop such cookies)",
+                "turn AUTH_COOKIE_SECURE on or use Lax",
+            )
         prefix = get("AUTH_URL_PREFIX")
         if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.endswith("/"):
             raise _config_error(
@@ -155,8 +161,8 @@ class AuthSettings:
                 "the test profile is far too cheap for real passwords",
                 "use rfc9106_low_memory outside TESTING",
             )
-        min_length = _positive_int(config, "AUTH_PASSWORD_MIN_LENGTH", get)
-        max_length = _positive_int(config, "AUTH_PASSWORD_MAX_LENGTH", get)
+        min_length = _positive_int(get, "AUTH_PASSWORD_MIN_LENGTH")
+        max_length = _positive_int(get, "AUTH_PASSWORD_MAX_LENGTH")
         if max_length < min_length:
             raise _config_error(
                 "AUTH_PASSWORD_MAX_LENGTH",
@@ -176,14 +182,14 @@ class AuthSettings:
             session_ttl=_duration(get, "AUTH_SESSION_TTL"),
             refresh_reuse_grace=_duration(get, "AUTH_REFRESH_REUSE_GRACE", allow_zero=True),
             url_prefix=prefix,
-            cookie_secure=bool(get("AUTH_COOKIE_SECURE")),
+            cookie_secure=_bool(get, "AUTH_COOKIE_SECURE"),
             cookie_samesite=samesite,
-            trusted_origins=frozenset(o.rstrip("/") for o in get("AUTH_TRUSTED_ORIGINS")),
-            allow_registration=bool(get("AUTH_ALLOW_REGISTRATION")),
+            trusted_origins=frozenset(o.rstrip("/") for o in _strings(get, "AUTH_TRUSTED_ORIGINS")),
+            allow_registration=_bool(get, "AUTH_ALLOW_REGISTRATION"),
             password_min_length=min_length,
             password_max_length=max_length,
             argon2_profile=profile,
-            ratelimit_enabled=bool(get("AUTH_RATELIMIT_ENABLED")),
+            ratelimit_enabled=_bool(get, "AUTH_RATELIMIT_ENABLED"),
             ratelimit_storage_uri=_non_empty_string(get, "AUTH_RATELIMIT_STORAGE_URI"),
             rate_limits={name: _rate_limit(get, key) for name, key in RATE_LIMIT_KEYS.items()},
         )
@@ -229,7 +235,21 @@ def _duration(get: Any, key: str, *, allow_zero: bool = False) -> timedelta:
     return duration
 
 
-def _positive_int(config: Mapping[str, Any], key: str, get: Any) -> int:
+def _bool(get: Any, key: str) -> bool:
+    value = get(key)
+    if not isinstance(value, bool):
+        raise _config_error(key, f"must be true or false, got {value!r}", "use a boolean")
+    return value
+
+
+def _strings(get: Any, key: str) -> tuple[str, ...]:
+    value = get(key)
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        raise _config_error(key, f"must be a list of strings, got {value!r}", "use a list")
+    return tuple(value)
+
+
+def _positive_int(get: Any, key: str) -> int:
     value = get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise _config_error(key, f"must be a positive integer, got {value!r}", "fix the value")

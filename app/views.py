@@ -12,6 +12,7 @@ from flask import Response
 
 from . import accounts
 from . import sessions
+from .accounts import canonical_email
 from .decorators import auth_required
 from .decorators import bearer_token_from_header
 from .decorators import current_claims
@@ -52,9 +53,9 @@ def _no_store(response: Response) -> Response:
 def register() -> tuple[Response, int]:
     state = auth_state()
     state.rate_limits.hit("register", client_key())
-    body = json_object()
     if not state.settings.allow_registration:
         raise AccessDenied("registration is closed")
+    body = json_object()
     user = accounts.register(
         state,
         email=body.get("email"),
@@ -71,7 +72,7 @@ def login() -> Response:
     state.rate_limits.hit("login", client_key())
     body = json_object()
     if isinstance(body.get("email"), str):
-        state.rate_limits.hit("login_account", body["email"].strip().lower())
+        state.rate_limits.hit("login_account", canonical_email(body["email"]))
     now = datetime.now(UTC)
     issued = sessions.login(
         state, email=body.get("email"), password=body.get("password"), client=client_info(), now=now

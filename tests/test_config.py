@@ -339,3 +339,25 @@ def test_normalise_database_url(url: str, expected: str) -> None:
 def test_normalise_database_url_refuses_a_path() -> None:
     with pytest.raises(RuntimeError, match=r"^DATABASE_URL: "):
         normalise_database_url("instance/auth.db")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("AUTH_COOKIE_SECURE", "false"),
+        ("AUTH_ALLOW_REGISTRATION", "false"),
+        ("AUTH_RATELIMIT_ENABLED", 1),
+        ("AUTH_TRUSTED_ORIGINS", "https://app.example"),
+        ("AUTH_TRUSTED_ORIGINS", [42]),
+    ],
+)
+def test_wrongly_typed_values_are_refused_naming_the_key(key: str, value: Any) -> None:
+    """A string "false" must not turn a boolean on, nor a string become a set of letters."""
+    with pytest.raises(RuntimeError, match=rf"^{key}: must be"):
+        AuthSettings.from_config({"SECRET_KEY": "s" * 32, key: value})
+
+
+def test_samesite_none_needs_secure_cookies() -> None:
+    config = {"SECRET_KEY": "s" * 32, "AUTH_COOKIE_SAMESITE": "None", "AUTH_COOKIE_SECURE": False}
+    with pytest.raises(RuntimeError, match=r"^AUTH_COOKIE_SAMESITE: None needs AUTH_COOKIE_SECURE"):
+        AuthSettings.from_config(config)

@@ -1183,3 +1183,23 @@ def test_database_holds_no_token_and_no_password_in_clear(
         hashlib.sha256(bytes.fromhex(token)).hexdigest()
         for token in (first["refresh_token"], second["refresh_token"])
     }
+
+
+def test_emails_differing_only_by_accent_are_different_accounts(
+    app: Flask, client: FlaskClient
+) -> None:
+    """MariaDB's default collation would take josé@ for jose@ and log one in as the other."""
+    register(client, "jose@example.com")
+    register(client, "josé@example.com", "another long password")
+    assert count(app, "users") == 2
+    response = client.post("/auth/login", json={"email": "josé@example.com", "password": PASSWORD})
+    assert_error(response, 401, "invalid_grant")
+    logged_in = login(client, "josé@example.com", "another long password")
+    assert body(logged_in)["user"]["email"] == "josé@example.com"
+
+
+@pytest.mark.parametrize("app_config", [{"AUTH_ALLOW_REGISTRATION": False}], indirect=True)
+def test_closed_registration_is_403_whatever_the_body(app: Flask, client: FlaskClient) -> None:
+    response = client.post("/auth/register", data="not json", content_type="text/plain")
+    assert_error(response, 403, "access_denied")
+    assert count(app, "users") == 0

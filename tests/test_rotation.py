@@ -417,3 +417,35 @@ def test_concurrent_refreshes_rotate_once_under_repeatable_read(repeatable_read_
     assert [r.status_code for r in responses] == [200] * THREADS
     assert len({r.json["refresh_token"] for r in responses}) == 1
     assert scalar(repeatable_read_app, "SELECT COUNT(*) FROM refresh_tokens") == 2
+
+
+def test_grace_replay_in_an_already_open_repeatable_read_transaction(
+    repeatable_read_app: Flask,
+) -> None:
+    """A host that queried before the refresh: the replay must still see the successor."""
+    issued = service_login(repeatable_read_app)
+    first = service_rotate(repeatable_read_app, issued.refresh_token, T0 + timedelta(seconds=1))
+    with repeatable_read_app.app_context():
+        db_session = db.session
+        # The snapshot is taken by this read, before the rotation below commits.
+        db_session.execute(sa.select(User.id)).all()
+        state = auth_state()
+        with repeatable_read_app.app_context():  # a concurrent request rotates meanwhile
+            second = sessions.rotate_refresh_token(
+                state, presented=first.refresh_token, client=CLIENT, now=T0 + timedelta(seconds=2)
+            )
+        replay_at = T0 + timedelta(seconds=3)
+        try:
+            replay = sessions.rotate_refresh_token(
+                state, presented=first.refresh_token, client=CLIENT, now=replay_at
+            )
+        except sa.exc.OperationalError:
+            # PostgreSQL refuses the stale UPDATE (serialization failure): a 503 that keeps
+            # the cookies; the client's retry, in a new transaction, is then in grace.
+            assert db.engine.dialect.name == "postgresql"
+            db_session.rollback()
+            replay = sessions.rotate_refresh_token(
+                state, presented=first.refresh_token, client=CLIENT, now=replay_at
+            )
+        assert replay.refresh_token == second.refresh_token
+    assert session_row(repeatable_read_app, issued.session_id).revoked_at is None

@@ -14,6 +14,13 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 UTC_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
+def exact_string(length):
+    """Compared byte for byte; see app.db.exact_string."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
 # revision identifiers, used by Alembic.
 revision = '0001'
 down_revision = None
@@ -27,7 +34,7 @@ def upgrade():
     sa.Column('at', UTC_DATETIME, nullable=False),
     sa.Column('type', sa.String(length=64), nullable=False),
     sa.Column('user_id', BIG_ID, nullable=True),
-    sa.Column('session_id', sa.String(length=64), nullable=True),
+    sa.Column('session_id', exact_string(64), nullable=True),
     sa.Column('ip', sa.String(length=64), nullable=True),
     sa.Column('user_agent', sa.String(length=512), nullable=True),
     sa.Column('detail', sa.JSON(), nullable=True),
@@ -39,7 +46,7 @@ def upgrade():
 
     op.create_table('users',
     sa.Column('id', BIG_ID, nullable=False),
-    sa.Column('email', sa.String(length=254), nullable=False),
+    sa.Column('email', exact_string(254), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('role', sa.String(length=64), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
@@ -49,7 +56,7 @@ def upgrade():
     sa.UniqueConstraint('email', name=op.f('uq_users_email'))
     )
     op.create_table('auth_sessions',
-    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('id', exact_string(64), nullable=False),
     sa.Column('user_id', BIG_ID, nullable=False),
     sa.Column('created_at', UTC_DATETIME, nullable=False),
     sa.Column('last_used_at', UTC_DATETIME, nullable=False),
@@ -67,9 +74,9 @@ def upgrade():
 
     op.create_table('refresh_tokens',
     sa.Column('id', BIG_ID, nullable=False),
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('token_hash', exact_string(64), nullable=False),
     sa.Column('user_id', BIG_ID, nullable=False),
-    sa.Column('session_id', sa.String(length=64), nullable=False),
+    sa.Column('session_id', exact_string(64), nullable=False),
     sa.Column('created_at', UTC_DATETIME, nullable=False),
     sa.Column('expires_at', UTC_DATETIME, nullable=False),
     sa.Column('used_at', UTC_DATETIME, nullable=True),
