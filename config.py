@@ -55,6 +55,10 @@ def from_environment(environ: dict[str, str] | os._Environ[str] = os.environ) ->
 class Config:
     DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE / 'auth.db'}")
     SECRET_KEY = _secret_key()
+    # Old secrets that still verify after a key change (comma-separated), as Flask reads them.
+    SECRET_KEY_FALLBACKS = tuple(
+        key for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key
+    )
     # Threat: memory exhaustion by huge bodies; the API takes small JSON objects only.
     MAX_CONTENT_LENGTH = 64 * 1024
 

@@ -50,9 +50,10 @@ class KeySet:
 def load_key_set(settings: AuthSettings) -> KeySet:
     """Build the key set from settings; raise RuntimeError naming the key when one is unusable."""
     if settings.algorithm in HMAC_ALGORITHMS:
-        # The kid is a MAC of a constant, so it names the key without revealing anything of it.
-        kid = "hs-" + hmac.new(settings.secret_key, b"kid", hashlib.sha256).hexdigest()[:16]
-        return KeySet(settings.algorithm, settings.secret_key, kid, {kid: settings.secret_key}, ())
+        # Fallback secrets still verify the tokens they signed, told apart by kid.
+        by_kid = {_hmac_kid(secret): secret for secret in settings.secret_keys}
+        signing_kid = _hmac_kid(settings.secret_key)
+        return KeySet(settings.algorithm, settings.secret_key, signing_kid, by_kid, ())
     assert settings.private_key_pem is not None  # noqa: S101 (settings guarantee it)
     try:
         private_key = serialization.load_pem_private_key(settings.private_key_pem, password=None)
@@ -82,6 +83,11 @@ def load_key_set(settings: AuthSettings) -> KeySet:
         jwks.append({**jwk, "kid": kid, "alg": settings.algorithm, "use": "sig"})
     signing_kid = next(iter(verification))
     return KeySet(settings.algorithm, private_key, signing_kid, verification, tuple(jwks))
+
+
+def _hmac_kid(secret: bytes) -> str:
+    # A MAC of a constant: it names the key without revealing anything of it.
+    return "hs-" + hmac.new(secret, b"kid", hashlib.sha256).hexdigest()[:16]
 
 
 def _check_key_type(algorithm: str, key: object, setting: str) -> None:

@@ -116,8 +116,8 @@ def rotate_refresh_token(
         .values(used_at=now),
         execution_options={"synchronize_session": False},
     ).rowcount  # type: ignore[attr-defined]
-    successor = successor_refresh_token(presented, secret_key=state.settings.secret_key)
     if claimed == 1:
+        successor = successor_refresh_token(presented, secret_key=state.settings.secret_key)
         successor_expires_at = min(now + state.settings.refresh_token_ttl, auth_session.expires_at)
         db_session.add(
             RefreshToken(
@@ -131,8 +131,8 @@ def rotate_refresh_token(
         )
         grace = False
     else:
-        successor_expires_at = _replayed_successor_expiry(
-            state, token, successor, client=client, now=now
+        successor, successor_expires_at = _replayed_successor(
+            state, token, presented, client=client, now=now
         )
         grace = True
     db_session.execute(
@@ -163,10 +163,10 @@ def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[t
         session.connection(execution_options={"isolation_level": "READ COMMITTED"})
 
 
-def _replayed_successor_expiry(
-    state: AuthState, token: RefreshToken, successor: str, *, client: ClientInfo, now: datetime
-) -> datetime:
-    """The successor's expiry if this replay of a spent token is within grace.
+def _replayed_successor(
+    state: AuthState, token: RefreshToken, presented: str, *, client: ClientInfo, now: datetime
+) -> tuple[str, datetime]:
+    """The successor and its expiry if this replay of a spent token is within grace.
 
     Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
     """
@@ -185,20 +185,20 @@ def _replayed_successor_expiry(
         .with_for_update()
     ).one_or_none()
     grace = state.settings.refresh_reuse_grace
-    in_grace = (
+    # Only the immediate predecessor of the live token: its successor is still unspent.
+    if (
         used_at is not None
         and revoked_at is None
-        and now - used_at <= grace
         and grace.total_seconds() > 0
-        # Only the immediate predecessor of the live token: its successor is still unspent.
+        and now - used_at <= grace
         and child is not None
         and child.used_at is None
-        and child.token_hash == refresh_token_hash(successor)
-    )
-    if in_grace:
-        assert child is not None  # noqa: S101 (in_grace implies it)
-        expires_at: datetime = child.expires_at
-        return expires_at
+    ):
+        # Derived under the current secret, or under a fallback if the rotation predates it.
+        for secret in state.settings.secret_keys:
+            successor = successor_refresh_token(presented, secret_key=secret)
+            if refresh_token_hash(successor) == child.token_hash:
+                return successor, child.expires_at
     revoke_sessions(
         state,
         user_id=token.user_id,

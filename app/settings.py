@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_JWT_ALGORITHM": "HS256",
     #: HMAC key and server secret; falls back to SECRET_KEY.
     "AUTH_JWT_SECRET_KEY": None,
+    #: Old secrets that still verify during a key change (for SECRET_KEY: SECRET_KEY_FALLBACKS).
+    "AUTH_JWT_SECRET_KEY_FALLBACKS": (),
     #: PEM private key for EdDSA, ES256 or RS256.
     "AUTH_JWT_PRIVATE_KEY": None,
     #: Extra PEM public keys that still verify (key rotation): a list, or a dict kid -> PEM.
@@ -89,6 +91,7 @@ class AuthSettings:
 
     algorithm: str
     secret_key: bytes = dataclasses.field(repr=False)
+    secret_key_fallbacks: tuple[bytes, ...] = dataclasses.field(repr=False)
     private_key_pem: bytes | None = dataclasses.field(repr=False)
     public_keys_pem: tuple[tuple[str | None, bytes], ...]
     issuer: str
@@ -109,6 +112,11 @@ class AuthSettings:
     ratelimit_enabled: bool
     ratelimit_storage_uri: str
     rate_limits: dict[str, str]
+
+    @property
+    def secret_keys(self) -> tuple[bytes, ...]:
+        """The current secret, then the fallbacks that still verify."""
+        return (self.secret_key, *self.secret_key_fallbacks)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AuthSettings:
@@ -172,6 +180,7 @@ class AuthSettings:
         return cls(
             algorithm=algorithm,
             secret_key=_secret_key(config, lenient=lenient),
+            secret_key_fallbacks=_secret_key_fallbacks(config),
             private_key_pem=private_key,
             public_keys_pem=_public_keys(get("AUTH_JWT_PUBLIC_KEYS")),
             issuer=_non_empty_string(get, "AUTH_JWT_ISSUER"),
@@ -220,6 +229,16 @@ def _secret_key(config: Mapping[str, Any], *, lenient: bool) -> bytes:
                 "generate one with secrets.token_hex(32)",
             )
     return secret
+
+
+def _secret_key_fallbacks(config: Mapping[str, Any]) -> tuple[bytes, ...]:
+    """Flask's SECRET_KEY_FALLBACKS, or ours when AUTH_JWT_SECRET_KEY is the secret."""
+    own = bool(config.get("AUTH_JWT_SECRET_KEY"))
+    key_name = "AUTH_JWT_SECRET_KEY_FALLBACKS" if own else "SECRET_KEY_FALLBACKS"
+    values = config.get(key_name) or ()
+    if isinstance(values, str | bytes):
+        raise _config_error(key_name, "must be a list of secrets", "use a list")
+    return tuple(value.encode() if isinstance(value, str) else bytes(value) for value in values)
 
 
 def _duration(get: Any, key: str, *, allow_zero: bool = False) -> timedelta:

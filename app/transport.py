@@ -97,8 +97,11 @@ def _check_csrf(state: AuthState, refresh_token: str) -> None:
     # Threat: CSRF. Double submit, bound to this refresh token, compared in constant time.
     header = request.headers.get(CSRF_HEADER, "")
     cookie = request.cookies.get(CSRF_COOKIE, "")
-    expected = csrf_token_for(refresh_token, secret_key=state.settings.secret_key)
-    if not (header and tokens_match(header, cookie) and tokens_match(header, expected)):
+    bound = any(
+        tokens_match(header, csrf_token_for(refresh_token, secret_key=secret))
+        for secret in state.settings.secret_keys  # a value made before a key change still binds
+    )
+    if not (header and tokens_match(header, cookie) and bound):
         raise CsrfFailed(f"the {CSRF_HEADER} header must equal the {CSRF_COOKIE} cookie")
 
 

@@ -29,6 +29,7 @@ from app.tokens import issue_access_token
 from app.tokens import successor_refresh_token
 from tests.conftest import make_app
 from tests.conftest import PASSWORD
+from tests.conftest import SECRET
 from tests.helpers import bearer
 from tests.helpers import csrf_header
 from tests.helpers import login
@@ -449,3 +450,58 @@ def test_grace_replay_in_an_already_open_repeatable_read_transaction(
             )
         assert replay.refresh_token == second.refresh_token
     assert session_row(repeatable_read_app, issued.session_id).revoked_at is None
+
+
+# --- changing the secret -------------------------------------------------------------------
+
+NEW_SECRET = "new-secret-" + "y" * 40
+
+
+def test_a_secret_change_with_fallbacks_keeps_everyone_logged_in(
+    app: Flask, client: FlaskClient, database_url: str
+) -> None:
+    register(client)
+    login(client)
+    access_token = client.post(
+        "/auth/refresh", headers=csrf_header(client), base_url="https://localhost"
+    ).json["access_token"]
+    old_cookie = client.get_cookie("refresh_token", path="/auth")
+    old_csrf = csrf_header(client)
+    assert old_cookie is not None
+    rotated = make_app(database_url, SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[SECRET])
+    after = rotated.test_client()
+    after.set_cookie("refresh_token", old_cookie.value, domain="localhost", path="/auth")
+    after.set_cookie("csrf_token", old_csrf["X-CSRF-Token"], domain="localhost")
+    # The old access token verifies by its kid; the old CSRF value binds under the fallback.
+    assert after.get("/auth/me", headers=bearer(access_token)).status_code == 200
+    response = after.post("/auth/refresh", headers=old_csrf, base_url="https://localhost")
+    assert response.status_code == 200
+    assert after.get_cookie("refresh_token", path="/auth").value != old_cookie.value
+    with rotated.app_context():
+        db.engine.dispose()
+
+
+def test_a_grace_replay_across_a_secret_change_gets_the_same_successor(
+    app: Flask, database_url: str
+) -> None:
+    issued = service_login(app)
+    first = service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
+    rotated = make_app(database_url, SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[SECRET])
+    replay = service_rotate(rotated, issued.refresh_token, T0 + timedelta(seconds=2))
+    assert replay.refresh_token == first.refresh_token
+    with rotated.app_context():
+        db.engine.dispose()
+
+
+def test_a_secret_change_without_fallbacks_refuses_the_old_values(
+    app: Flask, client: FlaskClient, database_url: str
+) -> None:
+    register(client)
+    access_token = login(client).json["access_token"]
+    rotated = make_app(database_url, SECRET_KEY=NEW_SECRET)
+    after = rotated.test_client()
+    response = after.get("/auth/me", headers=bearer(access_token))
+    assert response.status_code == 401
+    assert response.json["error"] == "invalid_token"
+    with rotated.app_context():
+        db.engine.dispose()
