@@ -14,7 +14,7 @@ from . import accounts
 from . import sessions
 from .accounts import canonical_email
 from .errors import AuthError
-from .keys import generate_private_key_pem
+from .keys import generate_key_pair_pem
 from .models import User
 from .state import auth_state
 from .state import AuthState
@@ -115,5 +115,5 @@ def deactivate(email: str) -> None:
 )
 def keygen(algorithm: str) -> None:
     """Print a new PEM key pair: the private key for AUTH_JWT_PRIVATE_KEY, then the public one."""
-    private_pem, public_pem = generate_private_key_pem(algorithm)
+    private_pem, public_pem = generate_key_pair_pem(algorithm)
     click.echo(private_pem + public_pem, nl=False)

@@ -107,7 +107,7 @@ def _thumbprint(jwk: dict[str, str]) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
 
 
-def generate_private_key_pem(algorithm: str) -> tuple[str, str]:
+def generate_key_pair_pem(algorithm: str) -> tuple[str, str]:
     """A new (private, public) PEM pair for EdDSA, ES256 or RS256."""
     private_key: Any
     if algorithm == "EdDSA":

@@ -58,6 +58,11 @@ class AuthSession(Base):
     def is_live(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at
 
+    @classmethod
+    def live_at(cls, now: datetime) -> sa.ColumnElement[bool]:
+        """`is_live(now)` as SQL."""
+        return sa.and_(cls.revoked_at.is_(None), cls.expires_at > now)
+
 
 class RefreshToken(Base):
     """One refresh token, stored as the SHA-256 of its value only."""

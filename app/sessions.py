@@ -327,10 +327,7 @@ def revoke_session(
     """Revoke one of the user's live sessions; NotFound for another user's, unknown or ended one."""
     live = state.session.scalar(
         select(AuthSession.id).where(
-            AuthSession.id == session_id,
-            AuthSession.user_id == user_id,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > now,
+            AuthSession.id == session_id, AuthSession.user_id == user_id, AuthSession.live_at(now)
         )
     )
     if live is None:
@@ -354,11 +351,7 @@ def live_sessions(state: AuthState, *, user_id: int, now: datetime) -> list[Auth
     return list(
         state.session.scalars(
             select(AuthSession)
-            .where(
-                AuthSession.user_id == user_id,
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > now,
-            )
+            .where(AuthSession.user_id == user_id, AuthSession.live_at(now))
             .order_by(AuthSession.created_at.desc(), AuthSession.id)
         )
     )

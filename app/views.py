@@ -9,6 +9,7 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 from flask import Response
+from werkzeug.exceptions import HTTPException
 
 from . import accounts
 from . import sessions
@@ -18,6 +19,7 @@ from .decorators import bearer_token_from_header
 from .decorators import current_claims
 from .decorators import current_user
 from .decorators import verify_request_token
+from .error_handlers import render_http_exception
 from .errors import AccessDenied
 from .errors import InvalidGrant
 from .errors import InvalidToken
@@ -33,6 +35,8 @@ from .transport import wants_body_transport
 
 JWKS_MAX_AGE_SECONDS = 300
 blueprint = Blueprint("auth", __name__)
+# JSON even when the host renders its own error pages (json_errors=False): 413, 415, ...
+blueprint.register_error_handler(HTTPException, render_http_exception)
 
 
 @blueprint.before_request

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.db import normalise_database_url
-from app.keys import generate_private_key_pem
+from app.keys import generate_key_pair_pem
 from app.settings import AuthSettings
 from config import from_environment
 from tests.conftest import make_app
@@ -207,7 +207,7 @@ def test_create_app_fails_fast_naming_the_key(
 
 
 def test_create_app_accepts_a_production_configuration(sqlite_url: str) -> None:
-    private_pem, _ = generate_private_key_pem("EdDSA")
+    private_pem, _ = generate_key_pair_pem("EdDSA")
 
     application = make_app(
         sqlite_url,

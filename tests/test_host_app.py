@@ -131,3 +131,21 @@ def test_login_with_the_host_password(host_app: Flask) -> None:
     client = host_app.test_client()
     register(client, "host@example.com", PASSWORD)
     assert login(client, "host@example.com").status_code == 200
+
+
+def test_auth_errors_stay_json_when_the_host_keeps_its_error_pages(tmp_path: Any) -> None:
+    app = Flask("host")
+    app.config.update(
+        HOST_CONFIG,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'host.db'}",
+        MAX_CONTENT_LENGTH=1024,
+    )
+    AuthManager(app, json_errors=False)
+    client = app.test_client()
+    too_big = client.post("/auth/login", json={"email": "a@example.com", "password": "x" * 2048})
+    assert too_big.status_code == 413
+    assert too_big.json["error"] == "request_too_large"
+    # The host's own pages are its business: its 404 stays HTML.
+    assert client.get("/nowhere").content_type.startswith("text/html")
+    with app.app_context():
+        db.engine.dispose()

@@ -29,7 +29,7 @@ from werkzeug.test import TestResponse
 
 from app import db
 from app.errors import InvalidToken
-from app.keys import generate_private_key_pem
+from app.keys import generate_key_pair_pem
 from app.keys import KeySet
 from app.keys import load_key_set
 from app.models import AuthEvent
@@ -67,8 +67,7 @@ AppFactory = Callable[..., Flask]
 def key_pairs() -> KeyPairs:
     """Two (private, public) PEM pairs per algorithm: an old key and a new one."""
     return {
-        algorithm: [generate_private_key_pem(algorithm) for _ in range(2)]
-        for algorithm in ASYMMETRIC
+        algorithm: [generate_key_pair_pem(algorithm) for _ in range(2)] for algorithm in ASYMMETRIC
     }
 
 
