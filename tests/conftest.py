@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -27,14 +28,9 @@ PASSWORD = "correct horse battery"
 SERVER_URLS = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
 
 
-def _server_database(kind: str) -> Iterator[str]:
-    """A new, empty database on the server named by the environment; dropped afterwards."""
-    variable = SERVER_URLS[kind]
-    server_url = os.environ.get(variable)
-    if not server_url:
-        if os.environ.get("TEST_REQUIRE_DATABASES") == "1":
-            pytest.fail(f"{variable} is not set but TEST_REQUIRE_DATABASES=1")
-        pytest.skip(f"{variable} is not set; {kind} tests skipped")
+@contextlib.contextmanager
+def new_database(server_url: str) -> Iterator[str]:
+    """The URL of a new, empty database on the server of `server_url`; dropped afterwards."""
     admin_url = make_url(normalise_database_url(server_url))
     name = f"auth_test_{secrets.token_hex(4)}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -43,12 +39,21 @@ def _server_database(kind: str) -> Iterator[str]:
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
+        force = " WITH (FORCE)" if admin_url.get_backend_name() == "postgresql" else ""
         with admin.connect() as connection:
-            if kind == "postgresql":
-                connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-            else:
-                connection.execute(sa.text(f"DROP DATABASE {name}"))
+            connection.execute(sa.text(f"DROP DATABASE {name}{force}"))
         admin.dispose()
+
+
+def _server_database(kind: str) -> Iterator[str]:
+    variable = SERVER_URLS[kind]
+    server_url = os.environ.get(variable)
+    if not server_url:
+        if os.environ.get("TEST_REQUIRE_DATABASES") == "1":
+            pytest.fail(f"{variable} is not set but TEST_REQUIRE_DATABASES=1")
+        pytest.skip(f"{variable} is not set; {kind} tests skipped")
+    with new_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql", "mariadb"])
@@ -82,21 +87,30 @@ def app_config() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-def app(database_url: str, app_config: dict[str, Any]) -> Iterator[Flask]:
-    """The reference app on a freshly emptied database.
+@contextlib.contextmanager
+def app_with_tables(database_url: str, **overrides: Any) -> Iterator[Flask]:
+    """The reference app with its tables; emptied and disconnected afterwards.
 
     Yielded outside an app context: each test request gets its own, as in production.
     """
-    application = make_app(database_url, **app_config)
+    application = make_app(database_url, **overrides)
     with application.app_context():
         db.create_all()
-    yield application
-    with application.app_context(), db.engine.begin() as connection:
-        for model in (AuthEvent, RefreshToken, AuthSession, User):
-            connection.execute(sa.delete(model))
-    with application.app_context():
-        db.engine.dispose()
+    try:
+        yield application
+    finally:
+        with application.app_context(), db.engine.begin() as connection:
+            for model in (AuthEvent, RefreshToken, AuthSession, User):
+                connection.execute(sa.delete(model))
+        with application.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url: str, app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The reference app on a freshly emptied database."""
+    with app_with_tables(database_url, **app_config) as application:
+        yield application
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from app import db
 from tests.conftest import make_app
+from tests.conftest import new_database
 from tests.conftest import PASSWORD
 from tests.helpers import bearer
 
@@ -26,21 +27,11 @@ FLASK_TIMEOUT_SECONDS = 120
 @pytest.fixture
 def empty_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A database with no table at all, on the same server as `database_url`; dropped after."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
+    if make_url(database_url).get_backend_name() == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
         return
-    name = f"auth_migrate_{secrets.token_hex(4)}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
-        with admin.connect() as connection:
-            connection.execute(sa.text(f"DROP DATABASE {name}{force}"))
-        admin.dispose()
+    with new_database(database_url) as url:
+        yield url
 
 
 def flask(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

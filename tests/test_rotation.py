@@ -19,7 +19,6 @@ from app import accounts
 from app import db
 from app import sessions
 from app.errors import InvalidGrant
-from app.models import AuthEvent
 from app.models import AuthSession
 from app.models import RefreshToken
 from app.models import User
@@ -27,6 +26,7 @@ from app.state import auth_state
 from app.state import ClientInfo
 from app.tokens import issue_access_token
 from app.tokens import successor_refresh_token
+from tests.conftest import app_with_tables
 from tests.conftest import make_app
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
@@ -397,17 +397,9 @@ def repeatable_read_app(database_url: str) -> Iterator[Flask]:
     """The app on an engine left at REPEATABLE READ, as a host app's own engine may be."""
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite has no REPEATABLE READ level; it serialises writers")
-    application = make_app(
-        database_url, SQLALCHEMY_ENGINE_OPTIONS={"isolation_level": "REPEATABLE READ"}
-    )
-    with application.app_context():
-        db.create_all()
-    yield application
-    with application.app_context(), db.engine.begin() as connection:
-        for model in (AuthEvent, RefreshToken, AuthSession, User):
-            connection.execute(sa.delete(model))
-    with application.app_context():
-        db.engine.dispose()
+    options = {"isolation_level": "REPEATABLE READ"}
+    with app_with_tables(database_url, SQLALCHEMY_ENGINE_OPTIONS=options) as application:
+        yield application
 
 
 def test_concurrent_refreshes_rotate_once_under_repeatable_read(repeatable_read_app: Flask) -> None:
