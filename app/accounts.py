@@ -183,7 +183,7 @@ def revoke_sessions(
     """Mark the user's live sessions revoked (all, all but one, or one); the count. No commit."""
     statement = (
         update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .where(AuthSession.user_id == user_id, AuthSession.live_at(now))
         .values(revoked_at=now, revoked_reason=reason)
     )
     if keep_session_id is not None:

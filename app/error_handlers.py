@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from flask import Blueprint
 from flask import Flask
 from flask import jsonify
 from flask import Response
@@ -81,11 +82,14 @@ def render_unexpected_error(error: Exception) -> Response:
     return response
 
 
-def register_error_handlers(app: Flask, *, json_errors: bool) -> None:
-    """AuthError and database outages always; every other error too when `json_errors`."""
-    app.register_error_handler(AuthError, render_auth_error)
+def register_error_handlers(scope: Flask | Blueprint, *, json_errors: bool) -> None:
+    """AuthError and database outages always; every other error too when `json_errors`.
+
+    Flask looks in a blueprint's handlers before the app's, so a scope gets the whole set.
+    """
+    scope.register_error_handler(AuthError, render_auth_error)
     for database_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
-        app.register_error_handler(database_error, render_database_error)
+        scope.register_error_handler(database_error, render_database_error)
     if json_errors:
-        app.register_error_handler(HTTPException, render_http_exception)
-        app.register_error_handler(Exception, render_unexpected_error)
+        scope.register_error_handler(HTTPException, render_http_exception)
+        scope.register_error_handler(Exception, render_unexpected_error)

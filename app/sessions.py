@@ -325,16 +325,10 @@ def revoke_session(
     state: AuthState, *, user_id: int, session_id: str, client: ClientInfo, now: datetime
 ) -> None:
     """Revoke one of the user's live sessions; NotFound for another user's, unknown or ended one."""
-    live = state.session.scalar(
-        select(AuthSession.id).where(
-            AuthSession.id == session_id, AuthSession.user_id == user_id, AuthSession.live_at(now)
-        )
-    )
-    if live is None:
-        raise NotFound("no such session")
-    revoke_sessions(
+    if not revoke_sessions(
         state, user_id=user_id, reason="revoked_by_user", now=now, only_session_id=session_id
-    )
+    ):
+        raise NotFound("no such session")
     audit.record_event(
         state.session,
         audit.SESSION_REVOKED,

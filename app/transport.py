@@ -90,7 +90,7 @@ def check_origin(state: AuthState) -> None:
         return
     own = urlsplit(request.host_url)
     if origin.rstrip("/") not in state.settings.trusted_origins | {f"{own.scheme}://{own.netloc}"}:
-        raise CsrfFailed("requests from this origin may not use the session cookie")
+        raise CsrfFailed("requests from this origin are not allowed")
 
 
 def _check_csrf(state: AuthState, refresh_token: str) -> None:

@@ -9,7 +9,6 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 from flask import Response
-from werkzeug.exceptions import HTTPException
 
 from . import accounts
 from . import sessions
@@ -19,7 +18,7 @@ from .decorators import bearer_token_from_header
 from .decorators import current_claims
 from .decorators import current_user
 from .decorators import verify_request_token
-from .error_handlers import render_http_exception
+from .error_handlers import register_error_handlers
 from .errors import AccessDenied
 from .errors import InvalidGrant
 from .errors import InvalidToken
@@ -35,8 +34,8 @@ from .transport import wants_body_transport
 
 JWKS_MAX_AGE_SECONDS = 300
 blueprint = Blueprint("auth", __name__)
-# JSON even when the host renders its own error pages (json_errors=False): 413, 415, ...
-blueprint.register_error_handler(HTTPException, render_http_exception)
+# JSON on the auth routes even when the host keeps its own error pages (json_errors=False).
+register_error_handlers(blueprint, json_errors=True)
 
 
 @blueprint.before_request

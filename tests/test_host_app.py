@@ -149,3 +149,31 @@ def test_auth_errors_stay_json_when_the_host_keeps_its_error_pages(tmp_path: Any
     assert client.get("/nowhere").content_type.startswith("text/html")
     with app.app_context():
         db.engine.dispose()
+
+
+def test_an_unexpected_error_on_an_auth_route_is_json_without_a_trace(tmp_path: Any) -> None:
+    app = Flask("host")
+    app.config.update(HOST_CONFIG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'host.db'}")
+    AuthManager(app, json_errors=False)
+    with app.app_context():
+        db.create_all()
+        # A row the ORM cannot load: reading it raises inside the view, a genuine 500.
+        db.session.execute(
+            db.text(
+                "INSERT INTO users (email, password_hash, role, is_active, created_at,"
+                " password_changed_at) VALUES ('ada@example.com', 'x', 'user', 1, 'garbage',"
+                " 'garbage')"
+            )
+        )
+        db.session.commit()
+    response = app.test_client().post(
+        "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 500
+    assert response.json == {
+        "error": "server_error",
+        "error_description": "an unexpected error occurred",
+    }
+    assert "Traceback" not in response.get_data(as_text=True)
+    with app.app_context():
+        db.engine.dispose()
