@@ -8,23 +8,31 @@ export FLASK_APP := wsgi
 
 .PHONY: install run test lint typecheck pytest bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/pip:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+
+# What the reference service needs: the extension with every driver, Redis and gunicorn.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install --quiet -e '.[postgres,mysql,redis,server]'
 	@touch $@
+
+# The same, plus the test and lint tools.
+$(VENV)/.installed: pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed
 
-instance/secret_key: | $(VENV)/.installed
+instance/secret_key: | $(VENV)/.installed-run
 	@mkdir -p instance
 	@umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > $@
 	@echo "wrote a new random SECRET_KEY to $@"
 
 # Plain http on 127.0.0.1, so cookies go without the Secure flag unless you say otherwise.
-run: install instance/secret_key
+run: $(VENV)/.installed-run instance/secret_key
 	$(BIN)/flask db upgrade
 	AUTH_COOKIE_SECURE=$${AUTH_COOKIE_SECURE:-false} $(BIN)/gunicorn --workers $(WORKERS) \
 		--bind 127.0.0.1:$(PORT) --access-logfile - wsgi:app

@@ -1,4 +1,4 @@
-"""Token authentication for Flask: access JWTs and rotating, reuse-detecting refresh tokens."""
+"""The reference service: the extension in a Flask app, used exactly as any host uses it."""
 
 from __future__ import annotations
 
@@ -7,48 +7,37 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from flask import jsonify
 from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
 
-from .db import db
-from .db import normalise_database_url
-from .decorators import auth_required
-from .decorators import current_claims
-from .decorators import current_user
-from .manager import AuthManager
+import config
+from flask_token_auth import AuthManager
+from flask_token_auth import configure_sqlite
+from flask_token_auth import engine_options
 
-__all__ = ["AuthManager", "auth_required", "create_app", "current_claims", "current_user", "db"]
+from .routes import demo
+
+__all__ = ["auth", "create_app", "db", "migrate"]
 
 MIGRATIONS_DIRECTORY = str(Path(__file__).resolve().parent.parent / "migrations")
 
+db = SQLAlchemy()
+migrate = Migrate()
+# The service is an API: every error page, not only the auth routes', is JSON.
+auth = AuthManager(db=db, json_errors=True)
+
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
-    """The reference service: config from `config.Config` (the environment), then `overrides`."""
+    """The service configured from the environment (`config.py`), then `overrides`."""
     app = Flask(__name__, instance_relative_config=True)
-    from config import Config  # the repository's config.py, read at call time
-
-    app.config.from_object(Config)
+    app.config.update(config.from_environment())
     app.config.update(overrides or {})
-    app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(app.config["DATABASE_URL"])
-    AuthManager(app)
-    Migrate(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
-    _register_example_routes(app)
+    url = app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
+    auth.init_app(app)
+    app.register_blueprint(demo)
     return app
-
-
-def _register_example_routes(app: Flask) -> None:
-    """Two protected routes to try the extension with (see README)."""
-
-    @app.get("/api/hello")
-    @auth_required
-    def hello() -> Any:
-        return jsonify(message=f"hello, user {current_claims.user_id}")
-
-    @app.get("/api/admin")
-    @auth_required(roles=["admin"])
-    def admin() -> Any:
-        return jsonify(message=f"hello, admin {current_user.email}")
-
-    @app.get("/healthz")
-    def health() -> Any:
-        return jsonify(status="ok")

@@ -158,7 +158,7 @@ def run_benchmarks(port: int) -> list[tuple[str, dict[str, float], str]]:
     )
 
     sys.path.insert(0, str(ROOT))
-    from app.passwords import PasswordHasher
+    from flask_token_auth.passwords import PasswordHasher
 
     hasher = PasswordHasher("rfc9106_low_memory")
     password_hash = hasher.hash(PASSWORD)

@@ -17,11 +17,11 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app import db
-from app.db import normalise_database_url
-from app.models import AuthEvent
-from app.models import AuthSession
-from app.models import RefreshToken
-from app.models import User
+from flask_token_auth.engines import register_url_schemes
+from flask_token_auth.models import AuthEvent
+from flask_token_auth.models import AuthSession
+from flask_token_auth.models import RefreshToken
+from flask_token_auth.models import User
 
 SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
@@ -31,7 +31,8 @@ SERVER_URLS = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
 @contextlib.contextmanager
 def new_database(server_url: str) -> Iterator[str]:
     """The URL of a new, empty database on the server of `server_url`; dropped afterwards."""
-    admin_url = make_url(normalise_database_url(server_url))
+    register_url_schemes()
+    admin_url = make_url(server_url)
     name = f"auth_test_{secrets.token_hex(4)}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -19,8 +19,8 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from app import db
-from app.models import AuthSession
-from app.models import User
+from flask_token_auth.models import AuthSession
+from flask_token_auth.models import User
 from tests.conftest import make_app
 from tests.conftest import PASSWORD
 from tests.helpers import bearer

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.db import normalise_database_url
-from app.keys import generate_key_pair_pem
-from app.settings import AuthSettings
-from config import from_environment
+import config as service_config
+from flask_token_auth.engines import register_url_schemes
+from flask_token_auth.keys import generate_key_pair_pem
+from flask_token_auth.settings import AuthSettings
+from flask_token_auth.settings import reference_table
+from flask_token_auth.settings import settings_from_environment as from_environment
 from tests.conftest import make_app
 from tests.conftest import SECRET
 
@@ -37,8 +39,8 @@ def sqlite_url(tmp_path: Path) -> str:
 def test_defaults() -> None:
     result = settings()
 
-    assert result.algorithm == "HS256"
-    assert result.secret_key == STRONG_SECRET.encode()
+    assert result.jwt_algorithm == "HS256"
+    assert result.jwt_secret_key == STRONG_SECRET.encode()
     assert result.access_token_ttl == timedelta(minutes=15)
     assert result.refresh_token_ttl == timedelta(days=7)
     assert result.session_ttl == timedelta(days=30)
@@ -52,7 +54,7 @@ def test_defaults() -> None:
 def test_jwt_secret_key_takes_precedence_over_secret_key() -> None:
     result = settings(AUTH_JWT_SECRET_KEY="j" * 40)
 
-    assert result.secret_key == b"j" * 40
+    assert result.jwt_secret_key == b"j" * 40
 
 
 @pytest.mark.parametrize("key", [*TTL_KEYS, "AUTH_REFRESH_REUSE_GRACE", "AUTH_JWT_LEEWAY"])
@@ -73,7 +75,7 @@ def test_durations_accept_seconds_and_timedelta(
         "AUTH_REFRESH_TOKEN_TTL": result.refresh_token_ttl,
         "AUTH_SESSION_TTL": result.session_ttl,
         "AUTH_REFRESH_REUSE_GRACE": result.refresh_reuse_grace,
-        "AUTH_JWT_LEEWAY": result.leeway,
+        "AUTH_JWT_LEEWAY": result.jwt_leeway,
     }[key]
     assert attribute == expected
 
@@ -112,14 +114,16 @@ def test_short_secret_is_refused_outside_testing(key: str) -> None:
 
 
 def test_secret_of_32_bytes_is_accepted_outside_testing() -> None:
-    assert AuthSettings.from_config({**PRODUCTION, "SECRET_KEY": "s" * 32}).secret_key == b"s" * 32
+    assert (
+        AuthSettings.from_config({**PRODUCTION, "SECRET_KEY": "s" * 32}).jwt_secret_key == b"s" * 32
+    )
 
 
 @pytest.mark.parametrize("lenient", [{"TESTING": True}, {"DEBUG": True}])
 def test_short_secret_is_allowed_in_testing_and_debug(lenient: dict[str, bool]) -> None:
     result = AuthSettings.from_config({**PRODUCTION, **lenient, "SECRET_KEY": "short"})
 
-    assert result.secret_key == b"short"
+    assert result.jwt_secret_key == b"short"
 
 
 @pytest.mark.parametrize("placeholder", ["changeme", "ChangeMe", "secret", "dev"])
@@ -138,7 +142,7 @@ def test_placeholder_jwt_secret_is_refused_naming_its_key() -> None:
 def test_placeholder_secret_is_allowed_in_testing() -> None:
     result = AuthSettings.from_config({"TESTING": True, "SECRET_KEY": "changeme"})
 
-    assert result.secret_key == b"changeme"
+    assert result.jwt_secret_key == b"changeme"
 
 
 @pytest.mark.parametrize("algorithm", ["none", "RS512", "hs256", "HS1024", ""])
@@ -217,7 +221,7 @@ def test_create_app_accepts_a_production_configuration(sqlite_url: str) -> None:
         AUTH_JWT_PRIVATE_KEY=private_pem,
     )
 
-    assert application.extensions["auth"].settings.algorithm == "EdDSA"
+    assert application.extensions["flask_token_auth"].settings.jwt_algorithm == "EdDSA"
 
 
 # config.py: the environment
@@ -256,11 +260,11 @@ def test_from_environment_parses_each_kind() -> None:
     # What the environment gives, the extension accepts.
     result = AuthSettings.from_config({**PRODUCTION, **config})
     assert result.access_token_ttl == timedelta(seconds=60)
-    assert result.algorithm == "HS512"
+    assert result.jwt_algorithm == "HS512"
     assert result.cookie_secure is False
     assert result.trusted_origins == frozenset({"https://a.example", "https://b.example"})
     assert result.password_min_length == 12
-    assert result.secret_key == b"e" * 40
+    assert result.jwt_secret_key == b"e" * 40
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("false", False)])
@@ -312,33 +316,44 @@ def test_from_environment_reads_rate_limit_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "driver"),
     [
-        ("postgres://u:p@db:5432/auth", "postgresql+psycopg://u:p@db:5432/auth"),
-        ("postgresql://u@db/auth", "postgresql+psycopg://u@db/auth"),
-        ("mysql://root@db:3306/auth", "mysql+pymysql://root@db:3306/auth?charset=utf8mb4"),
-        ("mariadb://root:pw@db/auth", "mysql+pymysql://root:pw@db/auth?charset=utf8mb4"),
-        (
-            "mysql://root@db/auth?connect_timeout=5",
-            "mysql+pymysql://root@db/auth?connect_timeout=5&charset=utf8mb4",
-        ),
-        ("sqlite:///instance/auth.db", "sqlite:///instance/auth.db"),
-        ("sqlite:////var/lib/auth.db", "sqlite:////var/lib/auth.db"),
-        ("postgresql+psycopg://u@db/auth", "postgresql+psycopg://u@db/auth"),
+        ("postgres://u:p@db:5432/auth", "psycopg"),
+        ("postgresql://u@db/auth", "psycopg"),
+        ("mysql://root@db:3306/auth", "pymysql"),
+        ("mariadb://root:pw@db/auth", "pymysql"),
+        ("mysql://root@db/auth?connect_timeout=5", "pymysql"),
+        ("sqlite:///instance/auth.db", "pysqlite"),
+        ("postgresql+psycopg://u@db/auth", "psycopg"),
     ],
 )
-def test_normalise_database_url(url: str, expected: str) -> None:
-    normalised = normalise_database_url(url)
+def test_urls_operators_write_map_to_the_installed_drivers(url: str, driver: str) -> None:
+    register_url_schemes()
 
-    assert normalised == expected
-    # The driver it names is installed: the engine can be built (without connecting).
-    engine = sa.create_engine(normalised)
+    # The driver is installed: the engine can be built (without connecting).
+    engine = sa.create_engine(url)
+
+    assert engine.dialect.driver == driver
     engine.dispose()
 
 
-def test_normalise_database_url_refuses_a_path() -> None:
-    with pytest.raises(RuntimeError, match=r"^DATABASE_URL: "):
-        normalise_database_url("instance/auth.db")
+def test_the_reference_service_reads_its_environment_when_asked() -> None:
+    environ = {"DATABASE_URL": "postgres://u@db/auth", "SECRET_KEY": "k" * 32}
+
+    read = service_config.from_environment(environ | {"AUTH_SESSION_TTL": "60"})
+
+    assert read["DATABASE_URL"] == "postgres://u@db/auth"
+    assert read["SECRET_KEY"] == "k" * 32
+    assert read["AUTH_SESSION_TTL"] == timedelta(seconds=60)
+    assert "AUTH_SESSION_TTL" not in service_config.from_environment(environ)
+
+
+def test_the_readme_lists_every_setting_as_declared() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+    assert reference_table() in readme, "paste reference_table() into the README:\n" + (
+        reference_table()
+    )
 
 
 @pytest.mark.parametrize(

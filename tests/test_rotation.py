@@ -15,17 +15,17 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import accounts
 from app import db
-from app import sessions
-from app.errors import InvalidGrant
-from app.models import AuthSession
-from app.models import RefreshToken
-from app.models import User
-from app.state import auth_state
-from app.state import ClientInfo
-from app.tokens import issue_access_token
-from app.tokens import successor_refresh_token
+from flask_token_auth import accounts
+from flask_token_auth import sessions
+from flask_token_auth.errors import InvalidGrant
+from flask_token_auth.models import AuthSession
+from flask_token_auth.models import RefreshToken
+from flask_token_auth.models import User
+from flask_token_auth.state import auth_state
+from flask_token_auth.state import ClientInfo
+from flask_token_auth.tokens import issue_access_token
+from flask_token_auth.tokens import successor_refresh_token
 from tests.conftest import app_with_tables
 from tests.conftest import make_app
 from tests.conftest import PASSWORD

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from sqlalchemy import exc
 from sqlalchemy import select
-from sqlalchemy import update
 
 from . import audit
 from .errors import AccessDenied
@@ -15,8 +14,9 @@ from .errors import Conflict
 from .errors import InvalidGrant
 from .errors import InvalidRequest
 from .errors import NotFound
-from .models import AuthSession
 from .models import User
+from .revocation import revoke_all_sessions
+from .revocation import revoke_other_sessions
 from .settings import AuthSettings
 from .state import AuthState
 from .state import ClientInfo
@@ -143,9 +143,6 @@ def change_password(
         raise AccessDenied("the current password is incorrect")
     user.password_hash = state.passwords.hash(new_password)
     user.password_changed_at = now
-    revoked = revoke_sessions(
-        state, user_id=user_id, reason="password_changed", now=now, keep_session_id=session_id
-    )
     audit.record_event(
         db_session,
         audit.PASSWORD_CHANGED,
@@ -153,9 +150,15 @@ def change_password(
         client=client,
         user_id=user_id,
         session_id=session_id,
-        detail={"sessions_revoked": revoked},
     )
-    db_session.commit()
+    revoke_other_sessions(
+        state,
+        user_id=user_id,
+        keep_session_id=session_id,
+        reason="password_changed",
+        client=client,
+        now=now,
+    )
 
 
 def deactivate(state: AuthState, *, email: str, client: ClientInfo, now: datetime) -> int:
@@ -165,30 +168,11 @@ def deactivate(state: AuthState, *, email: str, client: ClientInfo, now: datetim
     if user is None:
         raise NotFound(f"no user with email {email}")
     user.is_active = False
-    revoked = revoke_sessions(state, user_id=user.id, reason="deactivated", now=now)
     audit.record_event(db_session, audit.USER_DEACTIVATED, now=now, client=client, user_id=user.id)
-    db_session.commit()
-    return revoked
-
-
-def revoke_sessions(
-    state: AuthState,
-    *,
-    user_id: int,
-    reason: str,
-    now: datetime,
-    keep_session_id: str | None = None,
-    only_session_id: str | None = None,
-) -> int:
-    """Mark the user's live sessions revoked (all, all but one, or one); the count. No commit."""
-    statement = (
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.live_at(now))
-        .values(revoked_at=now, revoked_reason=reason)
+    return revoke_all_sessions(
+        state,
+        user_id=user.id,
+        reason="deactivated",
+        client=client,
+        now=now,
     )
-    if keep_session_id is not None:
-        statement = statement.where(AuthSession.id != keep_session_id)
-    if only_session_id is not None:
-        statement = statement.where(AuthSession.id == only_session_id)
-    result = state.session.execute(statement, execution_options={"synchronize_session": False})
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ class AuthError(Exception):
     bearer_challenge = False
     #: A definitive "session over": the client's refresh cookies are cleared.
     clears_cookies = False
+    #: Seconds the client should wait before trying again, sent as `Retry-After`.
+    retry_after: int | None = None
 
     def __init__(self, description: str) -> None:
         super().__init__(description)
@@ -83,6 +85,14 @@ class TemporarilyUnavailable(AuthError):
 
     status_code = 503
     error = "temporarily_unavailable"
+    retry_after = 5
+
+
+class SchemaMissing(AuthError):
+    """The auth tables do not exist: a set-up mistake (run the migrations), not an outage."""
+
+    status_code = 500
+    error = "server_error"
 
 
 class MalformedAuthorization(InvalidRequest):
@@ -99,4 +109,4 @@ class RateLimited(AuthError):
 
     def __init__(self, description: str, *, retry_after: int) -> None:
         super().__init__(description)
-        self.retry_after = retry_after
+        self.retry_after: int | None = retry_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -12,10 +13,13 @@ from typing import overload
 from typing import ParamSpec
 from typing import TypeVar
 
+from flask import current_app
 from flask import g
 from flask import request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.local import LocalProxy
 
+from .engines import database_failure
 from .errors import InsufficientScope
 from .errors import InvalidToken
 from .errors import MalformedAuthorization
@@ -23,11 +27,15 @@ from .errors import MissingCredentials
 from .models import User
 from .sessions import check_session
 from .state import auth_state
+from .state import AuthState
 from .tokens import AccessClaims
 from .tokens import verify_access_token
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Our names on `g`, prefixed so as not to meet the host's.
+_CLAIMS = "_flask_token_auth_claims"
+_USER = "_flask_token_auth_user"
 
 
 def bearer_token_from_header() -> str | None:
@@ -48,7 +56,12 @@ def bearer_token_from_header() -> str | None:
 
 
 def verify_request_token(*, check_revocation: bool = True) -> AccessClaims:
-    """Verify the request's access token and, by default, that its session is still live."""
+    """The verified claims of the request's access token; with `check_revocation` (the
+    default), also that its session is live and its user active, and the role read from there.
+
+    Raises MissingCredentials, MalformedAuthorization, InvalidToken, or TemporarilyUnavailable
+    when the database cannot be asked. Makes the claims `current_claims`.
+    """
     token = bearer_token_from_header()
     if token is None:
         raise MissingCredentials("an access token is required")
@@ -56,63 +69,86 @@ def verify_request_token(*, check_revocation: bool = True) -> AccessClaims:
     now = datetime.now(UTC)
     claims = verify_access_token(token, keys=state.keys, settings=state.settings, now=now)
     if check_revocation:
-        role = check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
+        role = _live_session_role(state, claims, now=now)
         if role is None:
             raise InvalidToken("the session of this access token has ended")
-        g._auth_role = role
-    g._auth_claims = claims
+        claims = dataclasses.replace(claims, role=role)
+    setattr(g, _CLAIMS, claims)
     return claims
+
+
+def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
+    try:
+        return check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
+    except SQLAlchemyError as error:
+        failure = database_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 @overload
 def auth_required(view: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def auth_required(
-    *, roles: Iterable[str] | None = None
+    *, roles: Iterable[str] | None = None, optional: bool = False
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def auth_required(
-    view: Callable[P, R] | None = None, /, *, roles: Iterable[str] | None = None
+    view: Callable[P, R] | None = None,
+    /,
+    *,
+    roles: Iterable[str] | None = None,
+    optional: bool = False,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid access token of a live session, and one of `roles` if given.
 
     The role is read from the database with the session check, so a demotion applies at
-    once. OPTIONS requests pass through (CORS preflight carries no credentials).
+    once, and `current_claims.role` is that role. With `optional`, a request without a Bearer
+    token reaches the view with `current_claims` falsy; a bad token is still refused. Sync
+    and async views alike; OPTIONS requests pass through (a CORS preflight has no credentials).
     """
     if isinstance(roles, str):
         raise TypeError('roles takes a list of role names, e.g. roles=["admin"]')
+    if optional and roles is not None:
+        raise TypeError("optional=True cannot require roles: a request without a token has none")
     allowed = frozenset(roles) if roles is not None else None
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if request.method != "OPTIONS":
-                verify_request_token()
-                if allowed is not None and g._auth_role not in allowed:
-                    raise InsufficientScope(
-                        "this resource needs one of the roles: " + ", ".join(sorted(allowed))
-                    )
-            return view(*args, **kwargs)
+                if optional and bearer_token_from_header() is None:
+                    setattr(g, _CLAIMS, None)
+                else:
+                    claims = verify_request_token()
+                    if allowed is not None and claims.role not in allowed:
+                        raise InsufficientScope(
+                            "this resource needs one of the roles: " + ", ".join(sorted(allowed))
+                        )
+            result: R = current_app.ensure_sync(view)(*args, **kwargs)
+            return result
 
         return wrapper
 
     return decorate(view) if view is not None else decorate
 
 
-def _current_claims() -> AccessClaims:
-    claims = g.get("_auth_claims")
-    if claims is None:
+def _current_claims() -> AccessClaims | None:
+    if _CLAIMS not in g:
         raise RuntimeError("current_claims is only available inside an @auth_required view.")
-    return cast(AccessClaims, claims)
+    return cast(AccessClaims | None, getattr(g, _CLAIMS))
 
 
-def _current_user() -> User:
+def _current_user() -> User | None:
     """The user row of the request's token, loaded on first use and cached on `g`."""
-    if "_auth_user" not in g:
-        g._auth_user = auth_state().session.get(User, _current_claims().user_id)
-    return cast(User, g._auth_user)
+    if _USER not in g:
+        claims = _current_claims()
+        user = auth_state().session.get(User, claims.user_id) if claims else None
+        setattr(g, _USER, user)
+    return cast(User | None, getattr(g, _USER))
 
 
-#: The verified claims of the request's access token.
+#: The verified claims of the request's access token (falsy in an optional view without one).
 current_claims: AccessClaims = cast(AccessClaims, LocalProxy(_current_claims))
 #: The authenticated user, loaded from the database only if the view uses it.
 current_user: User = cast(User, LocalProxy(_current_user))

@@ -22,8 +22,16 @@ LOGOUT_ALL = "logout_all"
 SESSION_REVOKED = "session_revoked"
 PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an event name)
 USER_DEACTIVATED = "user_deactivated"
+#: The event a revocation records, by its reason; any other reason records SESSION_REVOKED.
+REVOCATION_EVENTS = {
+    "logout": LOGOUT,
+    "logout_all": LOGOUT_ALL,
+    "refresh_reuse_detected": REFRESH_REUSE_DETECTED,
+}
+#: Events that may be an attack in progress: logged as warnings.
+WARNING_EVENTS = frozenset({REFRESH_REUSE_DETECTED})
 
-logger = logging.getLogger("app.auth")
+logger = logging.getLogger(__name__)
 
 
 def record_event(
@@ -48,6 +56,11 @@ def record_event(
             detail=detail,
         )
     )
-    logger.info(
-        "auth event %s user=%s session=%s ip=%s", event_type, user_id, session_id, client.ip
+    logger.log(
+        logging.WARNING if event_type in WARNING_EVENTS else logging.INFO,
+        "auth event %s user=%s session=%s ip=%s",
+        event_type,
+        user_id,
+        session_id,
+        client.ip,
     )

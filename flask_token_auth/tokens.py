@@ -42,8 +42,8 @@ def issue_access_token(
     """A signed access token for `user_id` in `session_id`, valid from `now` for the access TTL."""
     issued_at = int(now.timestamp())
     claims = {
-        "iss": settings.issuer,
-        "aud": settings.audience,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
         "sub": str(user_id),
         "sid": session_id,
         "jti": secrets.token_urlsafe(16),
@@ -78,8 +78,8 @@ def verify_access_token(
             key,
             # Threat: algorithm confusion ("none", HS256 with a public key): config decides.
             algorithms=[keys.algorithm],
-            audience=settings.audience,
-            issuer=settings.issuer,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
             options={
                 "require": list(REQUIRED_CLAIMS),
                 "verify_exp": False,
@@ -105,7 +105,7 @@ def verify_access_token(
         and isinstance(claims["role"], str)
     ):
         raise InvalidToken("the access token is invalid")
-    leeway = settings.leeway.total_seconds()
+    leeway = settings.jwt_leeway.total_seconds()
     timestamp = now.timestamp()
     if timestamp >= expires_at + leeway:
         raise InvalidToken("the access token has expired")

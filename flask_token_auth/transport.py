@@ -121,7 +121,7 @@ def token_response(
     response = jsonify(body)
     if not native:
         max_age = max(0, int((issued.refresh_expires_at - now).total_seconds()))
-        csrf = csrf_token_for(issued.refresh_token, secret_key=state.settings.secret_key)
+        csrf = csrf_token_for(issued.refresh_token, secret_key=state.settings.jwt_secret_key)
         _set_cookie(response, state, REFRESH_COOKIE, issued.refresh_token, max_age=max_age)
         _set_cookie(response, state, CSRF_COOKIE, csrf, max_age=max_age)
     return response

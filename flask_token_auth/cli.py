@@ -5,14 +5,18 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from datetime import UTC
+from typing import Any
 
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import accounts
+from . import revocation
 from . import sessions
 from .accounts import canonical_email
+from .engines import is_missing_table
 from .errors import AuthError
 from .keys import generate_key_pair_pem
 from .models import User
@@ -20,7 +24,24 @@ from .state import auth_state
 from .state import AuthState
 from .state import ClientInfo
 
-auth_cli = AppGroup("auth", help="Manage users and sessions of the auth extension.")
+
+class _AuthGroup(AppGroup):
+    """Commands whose failures are one line for the operator, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AuthError as error:
+            raise click.ClickException(error.description) from None
+        except SQLAlchemyError as error:
+            if is_missing_table(error):
+                raise click.ClickException(
+                    "the auth tables do not exist in this database; run `flask db upgrade` first"
+                ) from None
+            raise
+
+
+auth_cli = _AuthGroup("auth", help="Manage users and sessions of the auth extension.")
 CLI_CLIENT = ClientInfo(ip=None, user_agent="flask auth cli")
 
 
@@ -40,17 +61,14 @@ def create_user(email: str, role: str) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    try:
-        user = accounts.register(
-            auth_state(),
-            email=email,
-            password=password,
-            role=role,
-            client=CLI_CLIENT,
-            now=datetime.now(UTC),
-        )
-    except AuthError as error:
-        raise click.ClickException(error.description) from None
+    user = accounts.register(
+        auth_state(),
+        email=email,
+        password=password,
+        role=role,
+        client=CLI_CLIENT,
+        now=datetime.now(UTC),
+    )
     click.echo(f"created user {user.id} {user.email} with role {user.role}")
 
 
@@ -69,8 +87,8 @@ def revoke(email: str) -> None:
     """Revoke every session of a user."""
     state = auth_state()
     user = _user_by_email(state, email)
-    revoked = sessions.logout_all(
-        state, user_id=user.id, session_id=None, client=CLI_CLIENT, now=datetime.now(UTC)
+    revoked = revocation.revoke_all_sessions(
+        state, user_id=user.id, reason="revoked_by_admin", client=CLI_CLIENT, now=datetime.now(UTC)
     )
     click.echo(f"revoked {revoked} sessions of {user.email}")
 
@@ -96,12 +114,9 @@ def list_sessions(email: str) -> None:
 @click.argument("email")
 def deactivate(email: str) -> None:
     """Block a user's logins and revoke every session."""
-    try:
-        revoked = accounts.deactivate(
-            auth_state(), email=email, client=CLI_CLIENT, now=datetime.now(UTC)
-        )
-    except AuthError as error:
-        raise click.ClickException(error.description) from None
+    revoked = accounts.deactivate(
+        auth_state(), email=email, client=CLI_CLIENT, now=datetime.now(UTC)
+    )
     click.echo(f"deactivated {canonical_email(email)}; revoked {revoked} sessions")
 
 

@@ -1,4 +1,4 @@
-"""Per-app state of the extension, kept in `app.extensions["auth"]`."""
+"""Per-app state of the extension, kept in `app.extensions["flask_token_auth"]`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .passwords import PasswordHasher
 from .ratelimit import RateLimits
 from .settings import AuthSettings
 
-EXTENSION_KEY = "auth"
+EXTENSION_KEY = "flask_token_auth"
 
 
 @dataclasses.dataclass(frozen=True)

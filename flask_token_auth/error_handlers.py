@@ -1,4 +1,4 @@
-"""Every failure as `{"error", "error_description"}` JSON, never an HTML page or a trace."""
+"""Failures as `{"error", "error_description"}` JSON, never an HTML page or a trace."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ from flask import Blueprint
 from flask import Flask
 from flask import jsonify
 from flask import Response
-from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from .engines import database_failure
 from .errors import AuthError
 from .errors import MissingCredentials
-from .errors import RateLimited
-from .errors import TemporarilyUnavailable
 from .state import auth_state
 from .transport import clear_token_cookies
 
 REALM = "api"
-DATABASE_RETRY_AFTER_SECONDS = 5
 _HTTP_ERROR_CODES = {
     400: "invalid_request",
     404: "not_found",
@@ -28,7 +25,7 @@ _HTTP_ERROR_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
-logger = logging.getLogger("app.auth")
+logger = logging.getLogger(__name__)
 
 
 def render_auth_error(error: AuthError) -> Response:
@@ -43,21 +40,11 @@ def render_auth_error(error: AuthError) -> Response:
         response.headers["WWW-Authenticate"] = (
             f'Bearer realm="{REALM}", error="{error.error}", error_description="{description}"'
         )
-    if isinstance(error, RateLimited):
+    if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     if error.clears_cookies:
         clear_token_cookies(response, auth_state())
     response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def render_database_error(error: Exception) -> Response:
-    """A database that cannot be reached is a transient 503, and the cookies stay."""
-    logger.warning("database unavailable: %s", type(error).__name__)
-    response = render_auth_error(
-        TemporarilyUnavailable("the database is unavailable; retry shortly")
-    )
-    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
 
 
@@ -74,8 +61,12 @@ def render_http_exception(error: HTTPException) -> Response:
 
 
 def render_unexpected_error(error: Exception) -> Response:
+    """An HTTP error, a database failure (503, or 500 naming a missing table), or a bug (500)."""
     if isinstance(error, HTTPException):
         return render_http_exception(error)
+    failure = database_failure(error)
+    if failure is not None:
+        return render_auth_error(failure)
     logger.error("unhandled %s", type(error).__name__, exc_info=error)
     response = jsonify(error="server_error", error_description="an unexpected error occurred")
     response.status_code = 500
@@ -83,13 +74,11 @@ def render_unexpected_error(error: Exception) -> Response:
 
 
 def register_error_handlers(scope: Flask | Blueprint, *, json_errors: bool) -> None:
-    """AuthError and database outages always; every other error too when `json_errors`.
+    """AuthError always; every other error too when `json_errors`.
 
     Flask looks in a blueprint's handlers before the app's, so a scope gets the whole set.
     """
     scope.register_error_handler(AuthError, render_auth_error)
-    for database_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
-        scope.register_error_handler(database_error, render_database_error)
     if json_errors:
         scope.register_error_handler(HTTPException, render_http_exception)
         scope.register_error_handler(Exception, render_unexpected_error)

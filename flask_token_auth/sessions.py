@@ -1,4 +1,7 @@
-"""Use cases about sessions: login, refresh-token rotation, logout, listing, pruning."""
+"""Use cases about sessions: login, refresh-token rotation, the session check, listing, pruning.
+
+Revoking sessions (logout and the rest) is in `revocation`.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,11 @@ from sqlalchemy.orm import scoped_session
 
 from . import audit
 from .accounts import authenticate
-from .accounts import revoke_sessions
 from .errors import InvalidGrant
-from .errors import NotFound
 from .models import AuthSession
 from .models import RefreshToken
 from .models import User
+from .revocation import revoke_session
 from .state import AuthState
 from .state import ClientInfo
 from .tokens import issue_access_token
@@ -62,14 +64,13 @@ def login(
     refresh_expires_at = min(now + settings.refresh_token_ttl, auth_session.expires_at)
     db_session = state.session
     db_session.add(auth_session)
-    db_session.add(
-        RefreshToken(
-            token_hash=refresh_token_hash(refresh_token),
-            user_id=user.id,
-            session_id=auth_session.id,
-            created_at=now,
-            expires_at=refresh_expires_at,
-        )
+    _add_refresh_token(
+        db_session,
+        refresh_token,
+        user_id=user.id,
+        session_id=auth_session.id,
+        expires_at=refresh_expires_at,
+        now=now,
     )
     audit.record_event(
         db_session,
@@ -117,17 +118,16 @@ def rotate_refresh_token(
         execution_options={"synchronize_session": False},
     ).rowcount  # type: ignore[attr-defined]
     if claimed == 1:
-        successor = successor_refresh_token(presented, secret_key=state.settings.secret_key)
+        successor = successor_refresh_token(presented, secret_key=state.settings.jwt_secret_key)
         successor_expires_at = min(now + state.settings.refresh_token_ttl, auth_session.expires_at)
-        db_session.add(
-            RefreshToken(
-                token_hash=refresh_token_hash(successor),
-                user_id=user.id,
-                session_id=auth_session.id,
-                created_at=now,
-                expires_at=successor_expires_at,
-                parent_id=token.id,
-            )
+        _add_refresh_token(
+            db_session,
+            successor,
+            user_id=user.id,
+            session_id=auth_session.id,
+            expires_at=successor_expires_at,
+            now=now,
+            parent_id=token.id,
         )
         grace = False
     else:
@@ -150,6 +150,29 @@ def rotate_refresh_token(
     )
     db_session.commit()
     return _issue(state, user, auth_session.id, successor, successor_expires_at, now=now)
+
+
+def _add_refresh_token(
+    db_session: scoped_session,  # type: ignore[type-arg]
+    token: str,
+    *,
+    user_id: int,
+    session_id: str,
+    expires_at: datetime,
+    now: datetime,
+    parent_id: int | None = None,
+) -> None:
+    """Add the row of a new refresh token: its hash, never the token itself."""
+    db_session.add(
+        RefreshToken(
+            token_hash=refresh_token_hash(token),
+            user_id=user_id,
+            session_id=session_id,
+            created_at=now,
+            expires_at=expires_at,
+            parent_id=parent_id,
+        )
+    )
 
 
 def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[type-arg]
@@ -199,23 +222,15 @@ def _replayed_successor(
             successor = successor_refresh_token(presented, secret_key=secret)
             if refresh_token_hash(successor) == child.token_hash:
                 return successor, child.expires_at
-    revoke_sessions(
+    # Committed before the 401: the failing request's rollback must not undo the revocation.
+    revoke_session(
         state,
         user_id=token.user_id,
-        reason="refresh_reuse_detected",
-        now=now,
-        only_session_id=token.session_id,
-    )
-    audit.record_event(
-        db_session,
-        audit.REFRESH_REUSE_DETECTED,
-        now=now,
-        client=client,
-        user_id=token.user_id,
         session_id=token.session_id,
+        reason="refresh_reuse_detected",
+        client=client,
+        now=now,
     )
-    # Committed before the 401: the failing request's rollback must not undo the revocation.
-    db_session.commit()
     raise InvalidGrant("the refresh token was already used; the session has been revoked")
 
 
@@ -283,61 +298,6 @@ def check_session(state: AuthState, *, session_id: str, user_id: int, now: datet
         return None
     role: str = row.role
     return role
-
-
-def logout(
-    state: AuthState, *, session_id: str, user_id: int, client: ClientInfo, now: datetime
-) -> None:
-    """Revoke one session; nothing happens if it already is. Commits."""
-    if revoke_sessions(
-        state, user_id=user_id, reason="logout", now=now, only_session_id=session_id
-    ):
-        audit.record_event(
-            state.session,
-            audit.LOGOUT,
-            now=now,
-            client=client,
-            user_id=user_id,
-            session_id=session_id,
-        )
-    state.session.commit()
-
-
-def logout_all(
-    state: AuthState, *, user_id: int, session_id: str | None, client: ClientInfo, now: datetime
-) -> int:
-    """Revoke every session of the user; the count. Commits."""
-    revoked = revoke_sessions(state, user_id=user_id, reason="logout_all", now=now)
-    audit.record_event(
-        state.session,
-        audit.LOGOUT_ALL,
-        now=now,
-        client=client,
-        user_id=user_id,
-        session_id=session_id,
-        detail={"sessions_revoked": revoked},
-    )
-    state.session.commit()
-    return revoked
-
-
-def revoke_session(
-    state: AuthState, *, user_id: int, session_id: str, client: ClientInfo, now: datetime
-) -> None:
-    """Revoke one of the user's live sessions; NotFound for another user's, unknown or ended one."""
-    if not revoke_sessions(
-        state, user_id=user_id, reason="revoked_by_user", now=now, only_session_id=session_id
-    ):
-        raise NotFound("no such session")
-    audit.record_event(
-        state.session,
-        audit.SESSION_REVOKED,
-        now=now,
-        client=client,
-        user_id=user_id,
-        session_id=session_id,
-    )
-    state.session.commit()
 
 
 def live_sessions(state: AuthState, *, user_id: int, now: datetime) -> list[AuthSession]:

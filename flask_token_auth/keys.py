@@ -49,40 +49,40 @@ class KeySet:
 
 def load_key_set(settings: AuthSettings) -> KeySet:
     """Build the key set from settings; raise RuntimeError naming the key when one is unusable."""
-    if settings.algorithm in HMAC_ALGORITHMS:
+    if settings.jwt_algorithm in HMAC_ALGORITHMS:
         # Fallback secrets still verify the tokens they signed, told apart by kid.
         by_kid = {_hmac_kid(secret): secret for secret in settings.secret_keys}
-        signing_kid = _hmac_kid(settings.secret_key)
-        return KeySet(settings.algorithm, settings.secret_key, signing_kid, by_kid, ())
-    assert settings.private_key_pem is not None  # noqa: S101 (settings guarantee it)
+        signing_kid = _hmac_kid(settings.jwt_secret_key)
+        return KeySet(settings.jwt_algorithm, settings.jwt_secret_key, signing_kid, by_kid, ())
+    assert settings.jwt_private_key is not None  # noqa: S101 (settings guarantee it)
     try:
-        private_key = serialization.load_pem_private_key(settings.private_key_pem, password=None)
+        private_key = serialization.load_pem_private_key(settings.jwt_private_key, password=None)
     except (ValueError, TypeError) as exc:
         raise RuntimeError(
             f"AUTH_JWT_PRIVATE_KEY: not an unencrypted PEM private key ({exc}); "
             "`flask auth keygen` prints one."
         ) from exc
-    _check_key_type(settings.algorithm, private_key, "AUTH_JWT_PRIVATE_KEY")
+    _check_key_type(settings.jwt_algorithm, private_key, "AUTH_JWT_PRIVATE_KEY")
     public_keys: list[tuple[str | None, Any]] = [(None, private_key.public_key())]
-    for given_kid, pem in settings.public_keys_pem:
+    for given_kid, pem in settings.jwt_public_keys:
         try:
             public_key = serialization.load_pem_public_key(pem)
         except ValueError as exc:
             raise RuntimeError(
                 f"AUTH_JWT_PUBLIC_KEYS: a key is not a PEM public key ({exc}); fix or remove it."
             ) from exc
-        _check_key_type(settings.algorithm, public_key, "AUTH_JWT_PUBLIC_KEYS")
+        _check_key_type(settings.jwt_algorithm, public_key, "AUTH_JWT_PUBLIC_KEYS")
         public_keys.append((given_kid, public_key))
-    algorithm = get_default_algorithms()[settings.algorithm]
+    algorithm = get_default_algorithms()[settings.jwt_algorithm]
     verification: dict[str, Any] = {}
     jwks: list[dict[str, str]] = []
     for given_kid, public_key in public_keys:
         jwk: dict[str, str] = algorithm.to_jwk(public_key, as_dict=True)
         kid = given_kid or _thumbprint(jwk)
         verification[kid] = public_key
-        jwks.append({**jwk, "kid": kid, "alg": settings.algorithm, "use": "sig"})
+        jwks.append({**jwk, "kid": kid, "alg": settings.jwt_algorithm, "use": "sig"})
     signing_kid = next(iter(verification))
-    return KeySet(settings.algorithm, private_key, signing_kid, verification, tuple(jwks))
+    return KeySet(settings.jwt_algorithm, private_key, signing_kid, verification, tuple(jwks))
 
 
 def _hmac_kid(secret: bytes) -> str:

@@ -9,8 +9,11 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 from flask import Response
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound
 
 from . import accounts
+from . import revocation
 from . import sessions
 from .accounts import canonical_email
 from .decorators import auth_required
@@ -19,9 +22,11 @@ from .decorators import current_claims
 from .decorators import current_user
 from .decorators import verify_request_token
 from .error_handlers import register_error_handlers
+from .error_handlers import render_http_exception
 from .errors import AccessDenied
 from .errors import InvalidGrant
 from .errors import InvalidToken
+from .errors import NotFound as SessionNotFound
 from .state import auth_state
 from .transport import check_origin
 from .transport import clear_token_cookies
@@ -33,9 +38,22 @@ from .transport import token_response
 from .transport import wants_body_transport
 
 JWKS_MAX_AGE_SECONDS = 300
-blueprint = Blueprint("auth", __name__)
+# Named apart from the "auth" blueprints many hosts already have.
+blueprint = Blueprint("token_auth", __name__)
 # JSON on the auth routes even when the host keeps its own error pages (json_errors=False).
 register_error_handlers(blueprint, json_errors=True)
+
+
+@blueprint.before_app_request
+def _json_for_unknown_auth_paths() -> Response | None:
+    """Unknown paths and methods under our prefix answer JSON; the host's stay the host's."""
+    error = request.routing_exception
+    prefix = auth_state().settings.url_prefix
+    if isinstance(error, NotFound | MethodNotAllowed) and (
+        request.path == prefix or request.path.startswith(prefix + "/")
+    ):
+        return render_http_exception(error)
+    return None
 
 
 @blueprint.before_request
@@ -115,8 +133,13 @@ def logout() -> Response:
         owner = (claims.session_id, claims.user_id) if claims else None
     if owner is not None:
         session_id, user_id = owner
-        sessions.logout(
-            state, session_id=session_id, user_id=user_id, client=client_info(), now=now
+        revocation.revoke_session(
+            state,
+            user_id=user_id,
+            session_id=session_id,
+            reason="logout",
+            client=client_info(),
+            now=now,
         )
     response = Response(status=204)
     clear_token_cookies(response, state)
@@ -127,12 +150,13 @@ def logout() -> Response:
 @auth_required
 def logout_all() -> Response:
     state = auth_state()
-    sessions.logout_all(
+    revocation.revoke_all_sessions(
         state,
         user_id=current_claims.user_id,
-        session_id=current_claims.session_id,
+        reason="logout_all",
         client=client_info(),
         now=datetime.now(UTC),
+        current_session_id=current_claims.session_id,
     )
     response = Response(status=204)
     clear_token_cookies(response, state)
@@ -170,13 +194,15 @@ def list_sessions() -> Response:
 @blueprint.delete("/sessions/<session_id>")
 @auth_required
 def revoke_session(session_id: str) -> Response:
-    sessions.revoke_session(
+    if not revocation.revoke_session(
         auth_state(),
         user_id=current_claims.user_id,
         session_id=session_id,
+        reason="revoked_by_user",
         client=client_info(),
         now=datetime.now(UTC),
-    )
+    ):
+        raise SessionNotFound("no such session")
     return Response(status=204)
 
 

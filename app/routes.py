@@ -1,0 +1,30 @@
+"""The service's own routes: two protected ones to try the extension with, and a health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import jsonify
+from flask import Response
+
+from flask_token_auth import auth_required
+from flask_token_auth import current_claims
+from flask_token_auth import current_user
+
+demo = Blueprint("demo", __name__)
+
+
+@demo.get("/api/hello")
+@auth_required
+def hello() -> Response:
+    return jsonify(message=f"hello, user {current_claims.user_id}")
+
+
+@demo.get("/api/admin")
+@auth_required(roles=["admin"])
+def admin() -> Response:
+    return jsonify(message=f"hello, admin {current_user.email}")
+
+
+@demo.get("/healthz")
+def health() -> Response:
+    return jsonify(status="ok")

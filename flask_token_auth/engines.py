@@ -1,0 +1,104 @@
+"""Database engines: the URLs operators write, safe options, and what a driver error means."""
+
+from __future__ import annotations
+
+import logging
+from importlib.util import find_spec
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import make_url
+
+from .errors import AuthError
+from .errors import SchemaMissing
+from .errors import TemporarilyUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_POSTGRES_DIALECT = ("sqlalchemy.dialects.postgresql.psycopg", "dialect")
+_MYSQL_DIALECT = ("sqlalchemy.dialects.mysql.pymysql", "dialect")
+# PostgreSQL's SQLSTATE and MariaDB's error number for "no such table".
+_POSTGRES_UNDEFINED_TABLE = "42P01"
+_MYSQL_NO_SUCH_TABLE = 1146
+logger = logging.getLogger(__name__)
+
+
+def register_url_schemes() -> None:
+    """Let SQLAlchemy read the URLs operators write with the drivers of our extras.
+
+    `postgres://`, which SQLAlchemy refuses, always means psycopg 3. `postgresql://`, `mysql://`
+    and `mariadb://` get psycopg 3 and PyMySQL only where their default drivers (psycopg2,
+    mysqlclient) are not installed, so a URL that works keeps its driver. Idempotent.
+    """
+    registry.register("postgres", *_POSTGRES_DIALECT)
+    if find_spec("psycopg2") is None and find_spec("psycopg") is not None:
+        registry.register("postgresql", *_POSTGRES_DIALECT)
+    if find_spec("MySQLdb") is None and find_spec("pymysql") is not None:
+        registry.register("mysql", *_MYSQL_DIALECT)
+        registry.register("mariadb", *_MYSQL_DIALECT)
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """`SQLALCHEMY_ENGINE_OPTIONS` that suit the extension on the database of `url`."""
+    # Threat: a driver error copying hashes from its SQL parameters into a log line.
+    options: dict[str, Any] = {"hide_parameters": True}
+    if make_url(url).get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        return options
+    # READ COMMITTED: a refresh that loses the conditional UPDATE must then see the winner's
+    # committed successor (MariaDB's default REPEATABLE READ would hide it).
+    return options | {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
+
+
+def configure_sqlite(engine: sa.Engine) -> None:
+    """On a SQLite engine, set WAL and a busy timeout on every new connection, so that several
+    gunicorn workers share the file without `database is locked`; foreign keys on. Call it
+    before the engine's first connection; other engines are left alone."""
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    if cursor.execute("PRAGMA database_list").fetchone()[2]:  # a file, not :memory:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def database_failure(error: BaseException) -> AuthError | None:
+    """What a database error means to a client, logged with its cause; None if it is a bug.
+
+    A missing table is a set-up mistake (run the migrations); a connection that fails, times
+    out or deadlocks beyond retry is an outage worth retrying.
+    """
+    if is_missing_table(error):
+        logger.error("the auth tables are missing (%s): run `flask db upgrade`", _cause(error))
+        return SchemaMissing("the server's database is not set up; its operator must migrate it")
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        logger.warning("database unavailable: %s", _cause(error))
+        return TemporarilyUnavailable("the database is unavailable; retry shortly")
+    return None
+
+
+def is_missing_table(error: BaseException) -> bool:
+    """True for "no such table" on SQLite, PostgreSQL and MariaDB."""
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    original = error.orig
+    if isinstance(error, sa_exc.OperationalError) and "no such table" in str(original):
+        return True
+    if getattr(original, "sqlstate", None) == _POSTGRES_UNDEFINED_TABLE:
+        return True
+    arguments: tuple[object, ...] = getattr(original, "args", ())
+    return bool(arguments) and arguments[0] == _MYSQL_NO_SUCH_TABLE
+
+
+def _cause(error: BaseException) -> str:
+    """The driver's message, first line only: never the statement or its parameters."""
+    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,120 @@
+"""Revoking sessions: one, all of a user's, or all but one. Each records its event and commits.
+
+A revoked session ends its refresh tokens and its access tokens at once: every refresh and
+every protected request checks the session row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import update
+
+from . import audit
+from .models import AuthSession
+from .state import AuthState
+from .state import ClientInfo
+
+
+def revoke_session(
+    state: AuthState,
+    *,
+    user_id: int,
+    session_id: str,
+    reason: str,
+    client: ClientInfo,
+    now: datetime,
+) -> bool:
+    """Revoke one live session of the user; False if it is not one (unknown, another user's,
+    already ended). Commits."""
+    revoked = _revoke_record_commit(
+        state,
+        AuthSession.id == session_id,
+        user_id=user_id,
+        session_id=session_id,
+        reason=reason,
+        client=client,
+        now=now,
+    )
+    return revoked == 1
+
+
+def revoke_all_sessions(
+    state: AuthState,
+    *,
+    user_id: int,
+    reason: str,
+    client: ClientInfo,
+    now: datetime,
+    current_session_id: str | None = None,
+) -> int:
+    """Revoke every live session of the user; the count. Commits.
+
+    `current_session_id` only names, in the audit trail, the session the request came from.
+    """
+    return _revoke_record_commit(
+        state,
+        sa.true(),
+        user_id=user_id,
+        session_id=current_session_id,
+        reason=reason,
+        client=client,
+        now=now,
+    )
+
+
+def revoke_other_sessions(
+    state: AuthState,
+    *,
+    user_id: int,
+    keep_session_id: str,
+    reason: str,
+    client: ClientInfo,
+    now: datetime,
+) -> int:
+    """Revoke every live session of the user but `keep_session_id`; the count. Commits."""
+    return _revoke_record_commit(
+        state,
+        AuthSession.id != keep_session_id,
+        user_id=user_id,
+        session_id=keep_session_id,
+        reason=reason,
+        client=client,
+        now=now,
+    )
+
+
+def _revoke_record_commit(
+    state: AuthState,
+    scope: sa.ColumnElement[bool],
+    *,
+    user_id: int,
+    session_id: str | None,
+    reason: str,
+    client: ClientInfo,
+    now: datetime,
+) -> int:
+    """Mark the user's live sessions within `scope` revoked, record the event of `reason` if
+    any were, and commit the whole transaction (with whatever the caller changed before)."""
+    db_session = state.session
+    revoked = int(
+        db_session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user_id, AuthSession.live_at(now), scope)
+            .values(revoked_at=now, revoked_reason=reason),
+            execution_options={"synchronize_session": False},
+        ).rowcount  # type: ignore[attr-defined]
+    )
+    if revoked:
+        audit.record_event(
+            db_session,
+            audit.REVOCATION_EVENTS.get(reason, audit.SESSION_REVOKED),
+            now=now,
+            client=client,
+            user_id=user_id,
+            session_id=session_id,
+            detail={"reason": reason, "sessions_revoked": revoked},
+        )
+    db_session.commit()
+    return revoked

@@ -1,0 +1,211 @@
+"""Kinds of setting: how a value is checked, read from environment text and shown in the docs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from limits import parse
+
+_UNITS = ((86400, "days"), (3600, "h"), (60, "min"))
+
+
+class SettingError(ValueError):
+    """A value a setting cannot take: what is wrong (`problem`) and what to do (`fix`)."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class Kind:
+    """Text in the environment is the value itself; subclasses say otherwise."""
+
+    #: Kept out of reprs and never shown.
+    secret = False
+
+    def check(self, value: Any) -> Any:
+        """The value as the extension uses it; SettingError if it cannot be."""
+        return value
+
+    def from_text(self, text: str) -> Any:
+        """The value an environment variable's text stands for."""
+        return text
+
+    def show(self, default: Any) -> str:
+        """How the README shows the default."""
+        return "none" if default in (None, (), frozenset()) else f"`{default}`"
+
+
+class Text(Kind):
+    """A non-empty string; with `path`, one that starts and does not end with a slash."""
+
+    def __init__(self, *, path: bool = False) -> None:
+        self.path = path
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise SettingError("must be a non-empty string", "set it")
+        if self.path and (not value.startswith("/") or value.endswith("/")):
+            raise SettingError(f"{value!r} is not a path", "use a path such as /auth")
+        return value
+
+
+class Choice(Kind):
+    def __init__(self, options: frozenset[str]) -> None:
+        self.options = options
+
+    def check(self, value: Any) -> str:
+        if value not in self.options:
+            raise SettingError(f"{value!r} is not supported", f"use one of {self._listed()}")
+        return str(value)
+
+    def show(self, default: Any) -> str:
+        others = ", ".join(f"`{option}`" for option in sorted(self.options - {default}))
+        return f"`{default}` (or {others})"
+
+    def _listed(self) -> str:
+        return ", ".join(sorted(self.options))
+
+
+class Flag(Kind):
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise SettingError(f"must be true or false, got {value!r}", "use a boolean")
+        return value
+
+    def from_text(self, text: str) -> bool:
+        if text.strip().lower() not in ("true", "false"):
+            raise SettingError("expected true or false", "write true or false")
+        return text.strip().lower() == "true"
+
+    def show(self, default: Any) -> str:
+        return f"`{str(default).lower()}`"
+
+
+class PositiveInt(Kind):
+    def check(self, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise SettingError(f"must be a positive integer, got {value!r}", "fix the value")
+        return value
+
+    def from_text(self, text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingError("not an integer", "write a whole number") from None
+
+    def show(self, default: Any) -> str:
+        return str(default)
+
+
+class Duration(Kind):
+    """A timedelta or a number of seconds; positive unless `allow_zero`."""
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def check(self, value: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            duration = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            duration = timedelta(seconds=value)
+        else:
+            raise SettingError(f"{value!r} is not a duration", "use a timedelta or seconds")
+        if duration < timedelta(0) or (duration == timedelta(0) and not self.allow_zero):
+            raise SettingError(f"must be positive, got {value!r}", "use a positive duration")
+        return duration
+
+    def from_text(self, text: str) -> timedelta:
+        try:
+            return timedelta(seconds=float(text))
+        except ValueError:
+            raise SettingError("not a number of seconds", "write seconds, e.g. 900") from None
+
+    def show(self, default: Any) -> str:
+        seconds = int(default.total_seconds())
+        for size, unit in _UNITS:
+            if seconds and seconds % size == 0:
+                return f"{seconds // size} {unit}"
+        return f"{seconds} s"
+
+
+class Origins(Kind):
+    """Origins such as https://app.example.com, compared without a trailing slash."""
+
+    def check(self, value: Any) -> frozenset[str]:
+        if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+            raise SettingError(f"must be a list of strings, got {value!r}", "use a list")
+        return frozenset(origin.rstrip("/") for origin in value)
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+class RateLimit(Kind):
+    def check(self, value: Any) -> str:
+        try:
+            parse(value)
+        except (ValueError, TypeError):
+            raise SettingError(f"{value!r} is not a rate limit", 'use e.g. "10/minute"') from None
+        return str(value)
+
+
+class Secret(Kind):
+    """Bytes or text; None when unset (the caller falls back or refuses)."""
+
+    secret = True
+
+    def check(self, value: Any) -> bytes | None:
+        if not value:
+            return None
+        if not isinstance(value, str | bytes):
+            raise SettingError("must be a string or bytes", "set a random string")
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class Secrets(Kind):
+    """A list of old secrets; comma-separated in the environment."""
+
+    secret = True
+
+    def check(self, value: Any) -> tuple[bytes, ...]:
+        if isinstance(value, str | bytes) or not all(isinstance(v, str | bytes) for v in value):
+            raise SettingError("must be a list of secrets", "use a list")
+        return tuple(item.encode() if isinstance(item, str) else bytes(item) for item in value)
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return tuple(item for item in text.split(",") if item)
+
+
+class Pem(Kind):
+    """A PEM key as text or bytes; None when unset."""
+
+    secret = True
+
+    def check(self, value: Any) -> bytes | None:
+        if not value:
+            return None
+        if not isinstance(value, str | bytes):
+            raise SettingError("must be PEM text", "paste the key's PEM")
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class PublicKeys(Kind):
+    """PEM public keys: a list, or a mapping kid -> PEM; comma-separated in the environment."""
+
+    def check(self, value: Any) -> tuple[tuple[str | None, bytes], ...]:
+        if isinstance(value, Mapping):
+            items: list[tuple[str | None, Any]] = list(value.items())
+        elif isinstance(value, str | bytes):
+            items = [(None, value)]
+        else:
+            items = [(None, pem) for pem in value or ()]
+        if not all(isinstance(pem, str | bytes) for _, pem in items):
+            raise SettingError("must be PEM public keys", "use a list of PEM texts")
+        return tuple((kid, pem.encode() if isinstance(pem, str) else pem) for kid, pem in items)
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
