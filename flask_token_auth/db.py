@@ -22,7 +22,7 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-# Marks our tables in a host's metadata, so that a second AuthManager on it finds them.
+# Marks a host's metadata that holds our tables, so that a second AuthManager on it finds them.
 OWNER_INFO_KEY = "flask_token_auth"
 
 
@@ -72,18 +72,18 @@ def add_tables_to(metadata: sa.MetaData) -> None:
 
     Idempotent. RuntimeError if the host already has a table of one of our names.
     """
+    if metadata.info.get(OWNER_INFO_KEY):
+        return
     for table in Base.metadata.sorted_tables:
-        existing = metadata.tables.get(table.name)
-        if existing is not None:
-            if not existing.info.get(OWNER_INFO_KEY):
-                raise RuntimeError(
-                    f"AuthManager: your metadata already has a table named {table.name!r}; "
-                    "the extension's tables are users, auth_sessions, refresh_tokens and "
-                    "auth_events (see the README on an existing users table)."
-                )
-            continue
+        if table.name in metadata.tables:
+            raise RuntimeError(
+                f"AuthManager: your metadata already has a table named {table.name!r}; "
+                "the extension's tables are users, auth_sessions, refresh_tokens and "
+                "auth_events (see the README on an existing users table)."
+            )
+    for table in Base.metadata.sorted_tables:
         copy = table.to_metadata(metadata)
-        copy.info[OWNER_INFO_KEY] = True
         for column in copy.columns:
             if isinstance(column.type, UTCDateTime):
                 column.type = UTCDateTime.ddl_type
+    metadata.info[OWNER_INFO_KEY] = True

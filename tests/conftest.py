@@ -46,7 +46,7 @@ def new_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def _server_database(kind: str) -> Iterator[str]:
+def server_database(kind: str) -> Iterator[str]:
     variable = SERVER_URLS[kind]
     server_url = os.environ.get(variable)
     if not server_url:
@@ -65,7 +65,7 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"
     else:
-        yield from _server_database(request.param)
+        yield from server_database(request.param)
 
 
 def make_app(database_url: str, **overrides: Any) -> Flask:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,3 +63,10 @@ def scalar(app: Flask, query: str, **params: Any) -> Any:
 def execute(app: Flask, statement: str, **params: Any) -> None:
     with app.app_context(), db.engine.begin() as connection:
         connection.execute(sa.text(statement), params)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,19 +20,13 @@ from flask import Flask
 
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
+from tests.helpers import free_port
 from tests.helpers import scalar
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
 SESSIONS = 8
 RACERS_PER_TOKEN = 4
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
