@@ -142,3 +142,26 @@ def test_migrated_schema_serves_the_app(empty_database_url: str) -> None:
     finally:
         with application.app_context():
             db.engine.dispose()
+
+
+def test_a_database_without_the_tables_says_to_migrate(
+    empty_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    application = make_app(empty_database_url)
+    client = application.test_client()
+    try:
+        response = client.post(
+            "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+        )
+        hello = client.get("/api/hello", headers=bearer("not-even-a-token"))
+    finally:
+        with application.app_context():
+            db.engine.dispose()
+
+    # A set-up mistake, not an outage: no Retry-After, and the log says what to run.
+    assert response.status_code == 500
+    assert response.json["error"] == "server_error"
+    assert "Retry-After" not in response.headers
+    assert "run `flask db upgrade`" in caplog.text
+    assert hello.status_code == 401  # a bad token is refused before the database is asked
+    assert table_names(empty_database_url) == set()
