@@ -47,7 +47,7 @@ def readme_host() -> tuple[dict[str, str], str]:
     return files, shell[0]
 
 
-def run(command: list[str] | str, **options: Any) -> subprocess.CompletedProcess[str]:
+def run(command: list[str | Path], **options: Any) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         command,
         capture_output=True,
@@ -111,7 +111,7 @@ class HostClient:
         return response.status, content_type, parsed
 
 
-def serve(command: str, host_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+def serve(command: str, host_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     """The README's gunicorn command on a free port, once it accepts connections."""
     port = free_port()
     arguments = shlex.split(command.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
