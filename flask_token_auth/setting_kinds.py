@@ -157,12 +157,13 @@ class Secret(Kind):
     """Bytes or text; None when unset (the caller falls back or refuses)."""
 
     secret = True
+    fix = "set a random string"
 
     def check(self, value: Any) -> bytes | None:
         if not value:
             return None
         if not isinstance(value, str | bytes):
-            raise SettingError("must be a string or bytes", "set a random string")
+            raise SettingError("must be text or bytes", self.fix)
         return value.encode() if isinstance(value, str) else bytes(value)
 
 
@@ -180,17 +181,10 @@ class Secrets(Kind):
         return tuple(item for item in text.split(",") if item)
 
 
-class Pem(Kind):
+class Pem(Secret):
     """A PEM key as text or bytes; None when unset."""
 
-    secret = True
-
-    def check(self, value: Any) -> bytes | None:
-        if not value:
-            return None
-        if not isinstance(value, str | bytes):
-            raise SettingError("must be PEM text", "paste the key's PEM")
-        return value.encode() if isinstance(value, str) else bytes(value)
+    fix = "paste the key's PEM"
 
 
 class PublicKeys(Kind):
