@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
+from typing import NoReturn
 
 from sqlalchemy import exc
 from sqlalchemy import select
@@ -20,26 +20,11 @@ from .revocation import revoke_other_sessions
 from .settings import AuthSettings
 from .state import AuthState
 from .state import ClientInfo
+from .validation import canonical_email
+from .validation import checked_email
+from .validation import checked_role
 
-# Deliberately loose (RFC 5321 allows much); the mailbox itself proves an address.
-_EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-MAX_EMAIL_LENGTH = 254
 BAD_CREDENTIALS = "invalid email or password"
-
-
-def canonical_email(email: str) -> str:
-    """The form emails are stored and looked up in: trimmed and lower-cased."""
-    return email.strip().lower()
-
-
-def normalise_email(email: object) -> str:
-    """The canonical email; InvalidRequest naming the field if it is not an address."""
-    if not isinstance(email, str):
-        raise InvalidRequest("email: must be a string")
-    normalised = canonical_email(email)
-    if len(normalised) > MAX_EMAIL_LENGTH or not _EMAIL_PATTERN.fullmatch(normalised):
-        raise InvalidRequest("email: is not a valid email address")
-    return normalised
 
 
 def check_new_password(password: object, settings: AuthSettings, *, field: str) -> str:
@@ -63,7 +48,8 @@ def register(
     now: datetime,
 ) -> User:
     """Create an active user; Conflict if the email is taken. Commits."""
-    email = normalise_email(email)
+    email = checked_email(email)
+    role = checked_role(role)
     password = check_new_password(password, state.settings, field="password")
     db_session = state.session
     if db_session.scalar(select(User.id).where(User.email == email)) is not None:
@@ -104,19 +90,28 @@ def authenticate(
         reason = (
             "unknown_email" if user is None else ("wrong_password" if not matches else "inactive")
         )
-        audit.record_event(
-            db_session,
-            audit.LOGIN_FAILED,
-            now=now,
-            client=client,
-            user_id=user.id if user else None,
-            detail={"reason": reason},
-        )
-        db_session.commit()
-        raise InvalidGrant(BAD_CREDENTIALS)
+        fail_login(state, user_id=user.id if user else None, reason=reason, client=client, now=now)
     if state.passwords.needs_rehash(user.password_hash):
         user.password_hash = state.passwords.hash(password)
     return user
+
+
+def fail_login(
+    state: AuthState, *, user_id: int | None, reason: str, client: ClientInfo, now: datetime
+) -> NoReturn:
+    """Roll back the attempt, commit a `login_failed` event, raise InvalidGrant."""
+    db_session = state.session
+    db_session.rollback()
+    audit.record_event(
+        db_session,
+        audit.LOGIN_FAILED,
+        now=now,
+        client=client,
+        user_id=user_id,
+        detail={"reason": reason},
+    )
+    db_session.commit()
+    raise InvalidGrant(BAD_CREDENTIALS)
 
 
 def change_password(
@@ -161,18 +156,44 @@ def change_password(
     )
 
 
-def deactivate(state: AuthState, *, email: str, client: ClientInfo, now: datetime) -> int:
-    """Block the user's logins and revoke all its sessions; the count revoked. Commits."""
-    db_session = state.session
-    user = db_session.scalar(select(User).where(User.email == normalise_email(email)))
+def user_by_email(state: AuthState, email: str) -> User:
+    """The user with this email (compared canonically); NotFound otherwise."""
+    user = state.session.scalar(select(User).where(User.email == canonical_email(email)))
     if user is None:
         raise NotFound(f"no user with email {email}")
+    return user
+
+
+def deactivate(state: AuthState, *, email: str, client: ClientInfo, now: datetime) -> int:
+    """Block the user's logins and revoke all its sessions; the count revoked. Commits."""
+    user = user_by_email(state, email)
     user.is_active = False
-    audit.record_event(db_session, audit.USER_DEACTIVATED, now=now, client=client, user_id=user.id)
-    return revoke_all_sessions(
-        state,
-        user_id=user.id,
-        reason="deactivated",
-        client=client,
-        now=now,
+    audit.record_event(
+        state.session, audit.USER_DEACTIVATED, now=now, client=client, user_id=user.id
     )
+    return revoke_all_sessions(state, user_id=user.id, reason="deactivated", client=client, now=now)
+
+
+def activate(state: AuthState, *, email: str, client: ClientInfo, now: datetime) -> User:
+    """Let a deactivated user log in again (its old sessions stay revoked). Commits."""
+    user = user_by_email(state, email)
+    user.is_active = True
+    audit.record_event(state.session, audit.USER_ACTIVATED, now=now, client=client, user_id=user.id)
+    state.session.commit()
+    return user
+
+
+def set_role(state: AuthState, *, email: str, role: str, client: ClientInfo, now: datetime) -> User:
+    """Give the user `role` (checked); it applies at the user's next request. Commits."""
+    user = user_by_email(state, email)
+    previous, user.role = user.role, checked_role(role)
+    audit.record_event(
+        state.session,
+        audit.ROLE_CHANGED,
+        now=now,
+        client=client,
+        user_id=user.id,
+        detail={"from": previous, "to": user.role},
+    )
+    state.session.commit()
+    return user

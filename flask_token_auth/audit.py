@@ -22,6 +22,8 @@ LOGOUT_ALL = "logout_all"
 SESSION_REVOKED = "session_revoked"
 PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an event name)
 USER_DEACTIVATED = "user_deactivated"
+USER_ACTIVATED = "user_activated"
+ROLE_CHANGED = "role_changed"
 #: The event a revocation records, by its reason; any other reason records SESSION_REVOKED.
 REVOCATION_EVENTS = {
     "logout": LOGOUT,

@@ -9,20 +9,17 @@ from typing import Any
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import accounts
 from . import revocation
 from . import sessions
-from .accounts import canonical_email
 from .engines import is_missing_table
 from .errors import AuthError
 from .keys import generate_key_pair_pem
-from .models import User
 from .state import auth_state
-from .state import AuthState
 from .state import ClientInfo
+from .validation import canonical_email
 
 
 class _AuthGroup(AppGroup):
@@ -43,13 +40,6 @@ class _AuthGroup(AppGroup):
 
 auth_cli = _AuthGroup("auth", help="Manage users and sessions of the auth extension.")
 CLI_CLIENT = ClientInfo(ip=None, user_agent="flask auth cli")
-
-
-def _user_by_email(state: AuthState, email: str) -> User:
-    user = state.session.scalar(select(User).where(User.email == canonical_email(email)))
-    if user is None:
-        raise click.ClickException(f"no user with email {email}")
-    return user
 
 
 @auth_cli.command("create-user")
@@ -86,7 +76,7 @@ def prune() -> None:
 def revoke(email: str) -> None:
     """Revoke every session of a user."""
     state = auth_state()
-    user = _user_by_email(state, email)
+    user = accounts.user_by_email(state, email)
     revoked = revocation.revoke_all_sessions(
         state, user_id=user.id, reason="revoked_by_admin", client=CLI_CLIENT, now=datetime.now(UTC)
     )
@@ -98,7 +88,7 @@ def revoke(email: str) -> None:
 def list_sessions(email: str) -> None:
     """List a user's live sessions."""
     state = auth_state()
-    user = _user_by_email(state, email)
+    user = accounts.user_by_email(state, email)
     live = sessions.live_sessions(state, user_id=user.id, now=datetime.now(UTC))
     for auth_session in live:
         click.echo(
@@ -118,6 +108,25 @@ def deactivate(email: str) -> None:
         auth_state(), email=email, client=CLI_CLIENT, now=datetime.now(UTC)
     )
     click.echo(f"deactivated {canonical_email(email)}; revoked {revoked} sessions")
+
+
+@auth_cli.command("activate")
+@click.argument("email")
+def activate(email: str) -> None:
+    """Let a deactivated user log in again."""
+    user = accounts.activate(auth_state(), email=email, client=CLI_CLIENT, now=datetime.now(UTC))
+    click.echo(f"activated {user.email}")
+
+
+@auth_cli.command("set-role")
+@click.argument("email")
+@click.argument("role")
+def set_role(email: str, role: str) -> None:
+    """Give a user a role (a short identifier); it applies at the user's next request."""
+    user = accounts.set_role(
+        auth_state(), email=email, role=role, client=CLI_CLIENT, now=datetime.now(UTC)
+    )
+    click.echo(f"{user.email} now has the role {user.role}")
 
 
 @auth_cli.command("keygen")

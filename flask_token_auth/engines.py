@@ -21,6 +21,9 @@ _MYSQL_DIALECT = ("sqlalchemy.dialects.mysql.pymysql", "dialect")
 # PostgreSQL's SQLSTATE and MariaDB's error number for "no such table".
 _POSTGRES_UNDEFINED_TABLE = "42P01"
 _MYSQL_NO_SUCH_TABLE = 1146
+# Serialisation failure and deadlock: PostgreSQL's SQLSTATEs, MariaDB's error number.
+_POSTGRES_CONFLICTS = frozenset({"40001", "40P01"})
+_MYSQL_DEADLOCK = 1213
 logger = logging.getLogger(__name__)
 
 
@@ -93,8 +96,23 @@ def is_missing_table(error: BaseException) -> bool:
         return True
     if getattr(original, "sqlstate", None) == _POSTGRES_UNDEFINED_TABLE:
         return True
+    return _mysql_error_number(original) == _MYSQL_NO_SUCH_TABLE
+
+
+def is_conflict(error: BaseException) -> bool:
+    """True when the database gave up this transaction for another's sake: running it again
+    can succeed (a deadlock victim, a serialisation failure)."""
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    original = error.orig
+    if getattr(original, "sqlstate", None) in _POSTGRES_CONFLICTS:
+        return True
+    return _mysql_error_number(original) == _MYSQL_DEADLOCK
+
+
+def _mysql_error_number(original: BaseException | None) -> object:
     arguments: tuple[object, ...] = getattr(original, "args", ())
-    return bool(arguments) and arguments[0] == _MYSQL_NO_SUCH_TABLE
+    return arguments[0] if arguments else None
 
 
 def _cause(error: BaseException) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import scoped_session
 
 from . import audit
 from .accounts import authenticate
+from .accounts import fail_login
 from .errors import InvalidGrant
 from .models import AuthSession
 from .models import RefreshToken
@@ -50,6 +51,7 @@ def login(
 ) -> IssuedTokens:
     """Authenticate, open a session with its first refresh token. Commits."""
     user = authenticate(state, email=email, password=password, client=client, now=now)
+    user_id, verified_change = user.id, user.password_changed_at
     settings = state.settings
     auth_session = AuthSession(
         id=secrets.token_urlsafe(24),
@@ -80,6 +82,16 @@ def login(
         user_id=user.id,
         session_id=auth_session.id,
     )
+    # Threat: a password change that commits while this login is in flight. Read again under
+    # a lock, after the session row exists: either the change waits for this commit and then
+    # revokes the new session, or it has committed and this login fails.
+    current = db_session.execute(
+        select(User.password_changed_at, User.is_active)
+        .where(User.id == user_id)
+        .with_for_update(read=True)
+    ).one()
+    if current.password_changed_at != verified_change or not current.is_active:
+        fail_login(state, user_id=user_id, reason="password_changed", client=client, now=now)
     db_session.commit()
     return _issue(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
 
@@ -110,6 +122,20 @@ def rotate_refresh_token(
         raise InvalidGrant(SESSION_OVER)
     if now >= token.expires_at:
         raise InvalidGrant("the refresh token has expired")
+    # Locks in one order everywhere, users then auth_sessions then refresh_tokens, so that no
+    # cycle forms with a logout (the session row) or a password change (the user row, then
+    # the sessions): the successor's foreign keys would otherwise take them in reverse.
+    db_session.execute(select(User.id).where(User.id == user.id).with_for_update(read=True))
+    # Threat: a refresh outliving a concurrent logout. The session must still be live when
+    # its row is locked; a revocation that committed first ends this refresh.
+    touched = db_session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == auth_session.id, AuthSession.live_at(now))
+        .values(last_used_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount  # type: ignore[attr-defined]
+    if touched != 1:
+        raise InvalidGrant(SESSION_OVER)
     # Threat: double spend. The row count of this UPDATE, not an earlier SELECT, decides.
     claimed = db_session.execute(
         update(RefreshToken)
@@ -135,10 +161,6 @@ def rotate_refresh_token(
             state, token, presented, client=client, now=now
         )
         grace = True
-    db_session.execute(
-        update(AuthSession).where(AuthSession.id == auth_session.id).values(last_used_at=now),
-        execution_options={"synchronize_session": False},
-    )
     audit.record_event(
         db_session,
         audit.REFRESHED,

@@ -15,6 +15,7 @@ from .errors import InvalidGrant
 from .errors import InvalidToken
 from .keys import KeySet
 from .settings import AuthSettings
+from .validation import is_session_id
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "exp", "role")
@@ -22,6 +23,9 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "exp", "role")
 MAX_ACCESS_TOKEN_LENGTH = 8192
 REFRESH_TOKEN_BYTES = 32
 _REFRESH_TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
+# A user id the database can look up: a positive BIGINT.
+_USER_ID_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
+MAX_USER_ID = 2**63 - 1
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -99,8 +103,10 @@ def verify_access_token(
         _is_int(expires_at)
         and _is_int(issued_at)
         and isinstance(subject, str)
-        and subject.isdigit()
+        and _USER_ID_PATTERN.fullmatch(subject)
+        and int(subject) <= MAX_USER_ID
         and isinstance(session_id, str)
+        and is_session_id(session_id)
         and isinstance(claims["jti"], str)
         and isinstance(claims["role"], str)
     ):

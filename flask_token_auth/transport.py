@@ -18,6 +18,8 @@ from .state import AuthState
 from .state import ClientInfo
 from .tokens import csrf_token_for
 from .tokens import tokens_match
+from .validation import checked_form
+from .validation import printable
 
 REFRESH_COOKIE = "refresh_token"
 CSRF_COOKIE = "csrf_token"
@@ -31,7 +33,7 @@ def client_info() -> ClientInfo:
     user_agent = request.headers.get("User-Agent")
     return ClientInfo(
         ip=request.remote_addr,
-        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
+        user_agent=printable(user_agent)[:MAX_USER_AGENT_LENGTH] if user_agent else None,
     )
 
 
@@ -41,13 +43,17 @@ def client_key() -> str:
 
 
 def json_object(*, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object; {} when optional and empty. InvalidRequest otherwise."""
+    """The request body as a flat JSON object that every database can store; {} when optional
+    and empty. InvalidRequest otherwise (see `validation.checked_form`)."""
     if not required and not request.get_data(cache=True):
         return {}
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the parser's own limit, about a thousand levels
+        raise InvalidRequest("the body is nested far too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object sent as application/json")
-    return body
+    return checked_form(body)
 
 
 def wants_body_transport() -> bool:

@@ -15,7 +15,6 @@ from werkzeug.exceptions import NotFound
 from . import accounts
 from . import revocation
 from . import sessions
-from .accounts import canonical_email
 from .decorators import auth_required
 from .decorators import bearer_token_from_header
 from .decorators import current_claims
@@ -28,6 +27,7 @@ from .errors import InvalidGrant
 from .errors import InvalidToken
 from .errors import NotFound as SessionNotFound
 from .state import auth_state
+from .transactions import retry_on_conflict
 from .transport import check_origin
 from .transport import clear_token_cookies
 from .transport import client_info
@@ -36,6 +36,8 @@ from .transport import json_object
 from .transport import refresh_token_from_request
 from .transport import token_response
 from .transport import wants_body_transport
+from .validation import canonical_email
+from .validation import is_session_id
 
 JWKS_MAX_AGE_SECONDS = 300
 # Named apart from the "auth" blueprints many hosts already have.
@@ -71,6 +73,7 @@ def _no_store(response: Response) -> Response:
 
 
 @blueprint.post("/register")
+@retry_on_conflict
 def register() -> tuple[Response, int]:
     state = auth_state()
     state.rate_limits.hit("register", client_key())
@@ -88,6 +91,7 @@ def register() -> tuple[Response, int]:
 
 
 @blueprint.post("/login")
+@retry_on_conflict
 def login() -> Response:
     state = auth_state()
     state.rate_limits.hit("login", client_key())
@@ -102,6 +106,7 @@ def login() -> Response:
 
 
 @blueprint.post("/refresh")
+@retry_on_conflict
 def refresh() -> Response:
     state = auth_state()
     state.rate_limits.hit("refresh", client_key())
@@ -118,6 +123,7 @@ def refresh() -> Response:
 
 
 @blueprint.post("/logout")
+@retry_on_conflict
 def logout() -> Response:
     """Revoke the session named by the refresh token, else by the access token; idempotent."""
     state = auth_state()
@@ -147,6 +153,7 @@ def logout() -> Response:
 
 
 @blueprint.post("/logout-all")
+@retry_on_conflict
 @auth_required
 def logout_all() -> Response:
     state = auth_state()
@@ -192,9 +199,10 @@ def list_sessions() -> Response:
 
 
 @blueprint.delete("/sessions/<session_id>")
+@retry_on_conflict
 @auth_required
 def revoke_session(session_id: str) -> Response:
-    if not revocation.revoke_session(
+    if not is_session_id(session_id) or not revocation.revoke_session(
         auth_state(),
         user_id=current_claims.user_id,
         session_id=session_id,
@@ -207,6 +215,7 @@ def revoke_session(session_id: str) -> Response:
 
 
 @blueprint.post("/password")
+@retry_on_conflict
 @auth_required
 def change_password() -> Response:
     state = auth_state()
