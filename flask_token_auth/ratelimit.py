@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -11,6 +12,9 @@ from limits import storage
 from limits import strategies
 
 from .errors import RateLimited
+from .errors import TemporarilyUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 class RateLimits:
@@ -25,11 +29,21 @@ class RateLimits:
         self._limiter = strategies.FixedWindowRateLimiter(storage.storage_from_string(storage_uri))
 
     def hit(self, name: str, key: str) -> None:
-        """Count one attempt under `name` for `key`; RateLimited with the wait once over."""
+        """Count one attempt under `name` for `key`; RateLimited with the wait once over.
+
+        TemporarilyUnavailable when the store cannot count: never an open door.
+        """
         if not self.enabled:
             return
         item = self._items[name]
-        if not self._limiter.hit(item, name, key):
+        try:
+            allowed = self._limiter.hit(item, name, key)
+        except Exception as error:  # any storage failure (Redis down, timeout): fail closed
+            logger.warning("rate-limit store unavailable: %s: %s", type(error).__name__, error)
+            raise TemporarilyUnavailable(
+                "the rate-limit store is unavailable; retry shortly"
+            ) from None
+        if not allowed:
             reset_at = self._limiter.get_window_stats(item, name, key).reset_time
             raise RateLimited(
                 "too many attempts; retry later",

@@ -125,8 +125,13 @@ class AuthSettings:
         "(extra `redis`)",
     )
     ratelimit_login: str = setting("20/minute", RateLimit(), "logins per client IP")
+    ratelimit_login_address: str = setting(
+        "10/minute", RateLimit(), "logins per email address from one client IP"
+    )
     ratelimit_login_account: str = setting(
-        "10/minute", RateLimit(), "logins per email address, from any IP"
+        "100/hour",
+        RateLimit(),
+        "logins per email address from all IPs together: the ceiling on distributed guessing",
     )
     ratelimit_register: str = setting("10/hour", RateLimit(), "registrations per client IP")
     ratelimit_refresh: str = setting("120/minute", RateLimit(), "refreshes per client IP")

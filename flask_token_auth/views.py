@@ -11,6 +11,7 @@ from flask import request
 from flask import Response
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
 from . import accounts
 from . import revocation
@@ -50,11 +51,18 @@ register_error_handlers(blueprint, json_errors=True)
 def _json_for_unknown_auth_paths() -> Response | None:
     """Unknown paths and methods under our prefix answer JSON; the host's stay the host's."""
     error = request.routing_exception
+    if error is None:
+        return None
     prefix = auth_state().settings.url_prefix
-    if isinstance(error, NotFound | MethodNotAllowed) and (
-        request.path == prefix or request.path.startswith(prefix + "/")
-    ):
-        return render_http_exception(error)
+    if not (request.path == prefix or request.path.startswith(prefix + "/")):
+        return None
+    if isinstance(error, RequestRedirect):
+        # `//refresh` or a trailing slash: no redirect built from the Host header, a 404.
+        error = NotFound()
+    if isinstance(error, NotFound | MethodNotAllowed):
+        response = render_http_exception(error)
+        response.headers["Cache-Control"] = "no-store"
+        return response
     return None
 
 
@@ -69,6 +77,15 @@ def _no_store(response: Response) -> Response:
     # Threat: tokens kept by a shared cache or the browser's history.
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.after_app_request
+def _nosniff(response: Response) -> Response:
+    """Threat: a browser sniffing a JSON answer into HTML or script. Set on the extension's
+    answers (its routes, auth failures anywhere); the host's own are the host's."""
+    if request.blueprint == blueprint.name or response.headers.get("WWW-Authenticate"):
+        response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -97,7 +114,11 @@ def login() -> Response:
     state.rate_limits.hit("login", client_key())
     body = json_object()
     if isinstance(body.get("email"), str):
-        state.rate_limits.hit("login_account", canonical_email(body["email"]))
+        # Per account from one address, and a wider ceiling per account from all addresses:
+        # a guesser elsewhere cannot lock the owner out until the ceiling.
+        account = canonical_email(body["email"])
+        state.rate_limits.hit("login_address", f"{account} {client_key()}")
+        state.rate_limits.hit("login_account", account)
     now = datetime.now(UTC)
     issued = sessions.login(
         state, email=body.get("email"), password=body.get("password"), client=client_info(), now=now

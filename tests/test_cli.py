@@ -321,6 +321,60 @@ def test_deactivate_unknown_email_fails(app: Flask, runner: FlaskCliRunner) -> N
     assert result.stderr == "Error: no user with email nobody@example.com\n"
 
 
+def test_activate_lets_a_deactivated_user_log_in_again(
+    app: Flask, runner: FlaskCliRunner, client: FlaskClient
+) -> None:
+    register(client)
+    assert runner.invoke(args=["auth", "deactivate", EMAIL]).exit_code == 0
+
+    result = runner.invoke(args=["auth", "activate", EMAIL])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"activated {EMAIL}\n"
+    assert login(client).status_code == 200
+    assert scalar(app, "SELECT type FROM auth_events ORDER BY id DESC LIMIT 1") == "login_succeeded"
+    types = [row.type for row in rows(app, "SELECT type FROM auth_events ORDER BY id")]
+    assert "user_activated" in types
+
+
+def test_set_role_applies_at_the_next_request(
+    app: Flask, runner: FlaskCliRunner, client: FlaskClient
+) -> None:
+    register(client)
+    access_token = login(client, native=True).json["access_token"]
+    assert client.get("/api/admin", headers=bearer(access_token)).status_code == 403
+
+    result = runner.invoke(args=["auth", "set-role", EMAIL, "admin"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{EMAIL} now has the role admin\n"
+    assert client.get("/api/admin", headers=bearer(access_token)).status_code == 200
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NULL") == 1
+
+
+@pytest.mark.parametrize("role", ["", "two words", "x" * 100, "Admin", "1st", "r\u00f4le"])
+def test_roles_are_short_identifiers(
+    app: Flask, runner: FlaskCliRunner, client: FlaskClient, role: str
+) -> None:
+    created = runner.invoke(args=["auth", "create-user", EMAIL, "--role", role], input=PASSWORD)
+    assert created.exit_code == 1
+    assert created.stderr.startswith("Error: role: must be 1 to 32 characters")
+    assert scalar(app, "SELECT COUNT(*) FROM users") == 0
+
+    register(client)
+    changed = runner.invoke(args=["auth", "set-role", EMAIL, role])
+    assert changed.exit_code == 1
+    assert changed.stderr.startswith("Error: role: must be 1 to 32 characters")
+    assert scalar(app, "SELECT role FROM users") == "user"
+
+
+def test_activate_and_set_role_of_an_unknown_email_fail(runner: FlaskCliRunner) -> None:
+    for args in (["activate", "nobody@example.com"], ["set-role", "nobody@example.com", "x"]):
+        result = runner.invoke(args=["auth", *args])
+        assert result.exit_code == 1
+        assert result.stderr == "Error: no user with email nobody@example.com\n"
+
+
 # prune
 
 

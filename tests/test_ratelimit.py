@@ -50,7 +50,7 @@ def test_login_is_limited_per_ip(app: Flask, client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_LOGIN_ACCOUNT": "2/minute"}])
-def test_login_is_limited_per_account_across_ips(client: FlaskClient) -> None:
+def test_login_has_a_ceiling_per_account_across_ips(client: FlaskClient) -> None:
     register(client)
     wrong = {"email": " Ada@Example.com ", "password": "wrong password"}
     assert client.post("/auth/login", json=wrong, **from_ip("192.0.2.1")).status_code == 401
@@ -58,6 +58,42 @@ def test_login_is_limited_per_account_across_ips(client: FlaskClient) -> None:
     assert_rate_limited(client.post("/auth/login", json=wrong, **from_ip("192.0.2.3")))
     other = {"email": "bob@example.com", "password": "wrong password"}
     assert client.post("/auth/login", json=other, **from_ip("192.0.2.3")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [
+        LIMITED
+        | {"AUTH_RATELIMIT_LOGIN_ADDRESS": "2/minute", "AUTH_RATELIMIT_LOGIN_ACCOUNT": "9/minute"}
+    ],
+)
+def test_a_guesser_elsewhere_does_not_lock_the_owner_out(client: FlaskClient) -> None:
+    register(client)
+    wrong = {"email": "ada@example.com", "password": "wrong password"}
+    for attacker in ("203.0.113.1", "203.0.113.2"):
+        for _ in range(2):
+            assert client.post("/auth/login", json=wrong, **from_ip(attacker)).status_code == 401
+        assert_rate_limited(client.post("/auth/login", json=wrong, **from_ip(attacker)))
+
+    right = {"email": "ada@example.com", "password": PASSWORD}
+    assert client.post("/auth/login", json=right, **from_ip("192.0.2.50")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "app_config", [LIMITED | {"AUTH_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0"}]
+)
+def test_an_unreachable_rate_limit_store_is_a_503_not_an_open_door(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = scalar(app, "SELECT COUNT(*) FROM auth_events")
+    response = client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
+
+    assert response.status_code == 503
+    assert response.json["error"] == "temporarily_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert "Set-Cookie" not in response.headers
+    assert "rate-limit store unavailable" in caplog.text
+    assert scalar(app, "SELECT COUNT(*) FROM auth_events") == events
 
 
 @pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_REGISTER": "1/hour"}])
