@@ -138,14 +138,7 @@ def change_password(
         raise AccessDenied("the current password is incorrect")
     user.password_hash = state.passwords.hash(new_password)
     user.password_changed_at = now
-    audit.record_event(
-        db_session,
-        audit.PASSWORD_CHANGED,
-        now=now,
-        client=client,
-        user_id=user_id,
-        session_id=session_id,
-    )
+    # Records password_changed, with the count of sessions it ended, in the same commit.
     revoke_other_sessions(
         state,
         user_id=user_id,
@@ -168,9 +161,7 @@ def deactivate(state: AuthState, *, email: str, client: ClientInfo, now: datetim
     """Block the user's logins and revoke all its sessions; the count revoked. Commits."""
     user = user_by_email(state, email)
     user.is_active = False
-    audit.record_event(
-        state.session, audit.USER_DEACTIVATED, now=now, client=client, user_id=user.id
-    )
+    # Records user_deactivated, with the count of sessions it ended, in the same commit.
     return revoke_all_sessions(state, user_id=user.id, reason="deactivated", client=client, now=now)
 
 

@@ -29,6 +29,8 @@ REVOCATION_EVENTS = {
     "logout": LOGOUT,
     "logout_all": LOGOUT_ALL,
     "refresh_reuse_detected": REFRESH_REUSE_DETECTED,
+    "password_changed": PASSWORD_CHANGED,
+    "deactivated": USER_DEACTIVATED,
 }
 #: Events that may be an attack in progress: logged as warnings.
 WARNING_EVENTS = frozenset({REFRESH_REUSE_DETECTED})

@@ -74,6 +74,11 @@ def add_tables_to(metadata: sa.MetaData) -> None:
     """
     if metadata.info.get(OWNER_INFO_KEY):
         return
+    if metadata.schema is not None:
+        raise RuntimeError(
+            f"AuthManager: your metadata puts tables in the schema {metadata.schema!r}; the "
+            "extension's tables live in the default schema: use a metadata without one."
+        )
     for table in Base.metadata.sorted_tables:
         if table.name in metadata.tables:
             raise RuntimeError(

@@ -17,6 +17,7 @@ from flask import current_app
 from flask import g
 from flask import request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import StatementError
 from werkzeug.local import LocalProxy
 
 from .engines import database_failure
@@ -55,26 +56,31 @@ def bearer_token_from_header() -> str | None:
     return token
 
 
-def verify_request_token(*, check_revocation: bool = True) -> AccessClaims:
-    """The verified claims of the request's access token; with `check_revocation` (the
-    default), also that its session is live and its user active, and the role read from there.
+def verify_request_token() -> AccessClaims:
+    """The verified claims of the request's access token, whose session must be live and user
+    active; the role in them is the one read from the database just now.
 
     Raises MissingCredentials, MalformedAuthorization, InvalidToken, or TemporarilyUnavailable
     when the database cannot be asked. Makes the claims `current_claims`.
     """
+    state = auth_state()
+    now = datetime.now(UTC)
+    claims = signed_request_claims(state, now=now)
+    role = _live_session_role(state, claims, now=now)
+    if role is None:
+        raise InvalidToken("the session of this access token has ended")
+    claims = dataclasses.replace(claims, role=role)
+    setattr(g, _CLAIMS, claims)
+    return claims
+
+
+def signed_request_claims(state: AuthState, *, now: datetime) -> AccessClaims:
+    """The claims of the request's access token, checked as a JWT only: whether its session
+    still lives is not asked (logout uses it to name the session to end)."""
     token = bearer_token_from_header()
     if token is None:
         raise MissingCredentials("an access token is required")
-    state = auth_state()
-    now = datetime.now(UTC)
-    claims = verify_access_token(token, keys=state.keys, settings=state.settings, now=now)
-    if check_revocation:
-        role = _live_session_role(state, claims, now=now)
-        if role is None:
-            raise InvalidToken("the session of this access token has ended")
-        claims = dataclasses.replace(claims, role=role)
-    setattr(g, _CLAIMS, claims)
-    return claims
+    return verify_access_token(token, keys=state.keys, settings=state.settings, now=now)
 
 
 def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
@@ -83,6 +89,8 @@ def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime)
     except SQLAlchemyError as error:
         failure = database_failure(error)
         if failure is None:
+            if isinstance(error, StatementError):  # on its way to the host's error log
+                error.hide_parameters = True
             raise
         raise failure from None
 

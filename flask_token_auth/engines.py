@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.mysql import mariadb
 from sqlalchemy.engine import make_url
 
 from .errors import AuthError
@@ -16,8 +17,9 @@ from .errors import SchemaMissing
 from .errors import TemporarilyUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-_POSTGRES_DIALECT = ("sqlalchemy.dialects.postgresql.psycopg", "dialect")
-_MYSQL_DIALECT = ("sqlalchemy.dialects.mysql.pymysql", "dialect")
+_PSYCOPG = ("sqlalchemy.dialects.postgresql.psycopg", "dialect")
+_PSYCOPG2 = ("sqlalchemy.dialects.postgresql.psycopg2", "dialect")
+_PYMYSQL = ("sqlalchemy.dialects.mysql.pymysql", "dialect")
 # PostgreSQL's SQLSTATE and MariaDB's error number for "no such table".
 _POSTGRES_UNDEFINED_TABLE = "42P01"
 _MYSQL_NO_SUCH_TABLE = 1146
@@ -28,18 +30,29 @@ logger = logging.getLogger(__name__)
 
 
 def register_url_schemes() -> None:
-    """Let SQLAlchemy read the URLs operators write with the drivers of our extras.
+    """Let SQLAlchemy read the URLs operators write with the drivers that are installed.
 
-    `postgres://`, which SQLAlchemy refuses, always means psycopg 3. `postgresql://`, `mysql://`
-    and `mariadb://` get psycopg 3 and PyMySQL only where their default drivers (psycopg2,
-    mysqlclient) are not installed, so a URL that works keeps its driver. Idempotent.
+    `postgres://`, which SQLAlchemy refuses, means psycopg 3 (or psycopg2 if that is the one
+    installed). `postgresql://`, `mysql://` and `mariadb://` get psycopg 3 and PyMySQL only
+    where their default drivers (psycopg2, mysqlclient) are missing, so a URL that works
+    keeps its driver. A process-wide registration in SQLAlchemy's dialect registry; idempotent.
     """
-    registry.register("postgres", *_POSTGRES_DIALECT)
-    if find_spec("psycopg2") is None and find_spec("psycopg") is not None:
-        registry.register("postgresql", *_POSTGRES_DIALECT)
-    if find_spec("MySQLdb") is None and find_spec("pymysql") is not None:
-        registry.register("mysql", *_MYSQL_DIALECT)
-        registry.register("mariadb", *_MYSQL_DIALECT)
+    has_psycopg, has_psycopg2 = _installed("psycopg"), _installed("psycopg2")
+    if has_psycopg or has_psycopg2:
+        registry.register("postgres", *(_PSYCOPG if has_psycopg else _PSYCOPG2))
+    if has_psycopg and not has_psycopg2:
+        registry.register("postgresql", *_PSYCOPG)
+    if _installed("pymysql") and not _installed("MySQLdb"):
+        registry.register("mysql", *_PYMYSQL)
+        registry.register("mariadb", __name__, "MariaDBPyMySQL")
+
+
+def _installed(module: str) -> bool:
+    return find_spec(module) is not None
+
+
+#: The MariaDB dialect over PyMySQL, as `mariadb+pymysql://` gives it.
+MariaDBPyMySQL = mariadb.loader("pymysql")
 
 
 def engine_options(url: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from flask import Blueprint
 from flask import Flask
 from flask import jsonify
 from flask import Response
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from .engines import database_failure
@@ -67,6 +68,9 @@ def render_unexpected_error(error: Exception) -> Response:
     failure = database_failure(error)
     if failure is not None:
         return render_auth_error(failure)
+    if isinstance(error, sa_exc.StatementError):
+        # Threat: a token hash or an email copied from the statement's parameters into a log.
+        error.hide_parameters = True
     logger.error("unhandled %s", type(error).__name__, exc_info=error)
     response = jsonify(error="server_error", error_description="an unexpected error occurred")
     response.status_code = 500

@@ -19,9 +19,11 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 class User(Base):
     __tablename__ = "users"
+    # Named here, not by the naming convention: the copy in a host's metadata keeps it.
+    __table_args__ = (sa.UniqueConstraint("email", name="uq_users_email"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    email: Mapped[str] = mapped_column(exact_string(254), unique=True)
+    email: Mapped[str] = mapped_column(exact_string(254))
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(64), default="user")
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
@@ -68,9 +70,10 @@ class RefreshToken(Base):
     """One refresh token, stored as the SHA-256 of its value only."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = (sa.UniqueConstraint("token_hash", name="uq_refresh_tokens_token_hash"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    token_hash: Mapped[str] = mapped_column(exact_string(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(exact_string(64))
     user_id: Mapped[int] = mapped_column(
         BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
     )

@@ -1,7 +1,8 @@
 """Revoking sessions: one, all of a user's, or all but one. Each records its event and commits.
 
 A revoked session ends its refresh tokens and its access tokens at once: every refresh and
-every protected request checks the session row.
+every protected request checks the session row. The event recorded is the one of the reason
+(`audit.REVOCATION_EVENTS`), with the count revoked.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def revoke_session(
     client: ClientInfo,
     now: datetime,
 ) -> bool:
-    """Revoke one live session of the user; False if it is not one (unknown, another user's,
-    already ended). Commits."""
+    """Revoke one live session of the user; False, and no event, if it is not one (unknown,
+    another user's, already ended). Commits."""
     revoked = _revoke_record_commit(
         state,
         AuthSession.id == session_id,
@@ -36,6 +37,7 @@ def revoke_session(
         reason=reason,
         client=client,
         now=now,
+        record_none=False,
     )
     return revoked == 1
 
@@ -49,9 +51,10 @@ def revoke_all_sessions(
     now: datetime,
     current_session_id: str | None = None,
 ) -> int:
-    """Revoke every live session of the user; the count. Commits.
+    """Revoke every live session of the user; the count. Records the event even when there
+    was none to revoke (the action happened). Commits.
 
-    `current_session_id` only names, in the audit trail, the session the request came from.
+    `current_session_id` names, in the audit trail, the session the request came from.
     """
     return _revoke_record_commit(
         state,
@@ -61,6 +64,7 @@ def revoke_all_sessions(
         reason=reason,
         client=client,
         now=now,
+        record_none=True,
     )
 
 
@@ -73,7 +77,8 @@ def revoke_other_sessions(
     client: ClientInfo,
     now: datetime,
 ) -> int:
-    """Revoke every live session of the user but `keep_session_id`; the count. Commits."""
+    """Revoke every live session of the user but `keep_session_id` (named in the audit trail
+    as the session the request came from); the count. Records the event always. Commits."""
     return _revoke_record_commit(
         state,
         AuthSession.id != keep_session_id,
@@ -82,6 +87,7 @@ def revoke_other_sessions(
         reason=reason,
         client=client,
         now=now,
+        record_none=True,
     )
 
 
@@ -94,9 +100,11 @@ def _revoke_record_commit(
     reason: str,
     client: ClientInfo,
     now: datetime,
+    record_none: bool,
 ) -> int:
-    """Mark the user's live sessions within `scope` revoked, record the event of `reason` if
-    any were, and commit the whole transaction (with whatever the caller changed before)."""
+    """Mark the user's live sessions within `scope` revoked, record the event of `reason`
+    (unless none was and not `record_none`), and commit the whole transaction, with whatever
+    the caller changed before."""
     db_session = state.session
     revoked = int(
         db_session.execute(
@@ -106,7 +114,7 @@ def _revoke_record_commit(
             execution_options={"synchronize_session": False},
         ).rowcount  # type: ignore[attr-defined]
     )
-    if revoked:
+    if revoked or record_none:
         audit.record_event(
             db_session,
             audit.REVOCATION_EVENTS.get(reason, audit.SESSION_REVOKED),

@@ -1,6 +1,7 @@
-"""Use cases about sessions: login, refresh-token rotation, the session check, listing, pruning.
+"""Use cases about sessions: login, the session check, listing, pruning.
 
-Revoking sessions (logout and the rest) is in `revocation`.
+Rotating a refresh token is in `rotation`; revoking sessions (logout and the rest) in
+`revocation`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import or_
 from sqlalchemy import select
-from sqlalchemy import update
 from sqlalchemy.orm import scoped_session
 
 from . import audit
@@ -23,13 +23,11 @@ from .errors import InvalidGrant
 from .models import AuthSession
 from .models import RefreshToken
 from .models import User
-from .revocation import revoke_session
 from .state import AuthState
 from .state import ClientInfo
 from .tokens import issue_access_token
 from .tokens import new_refresh_token
 from .tokens import refresh_token_hash
-from .tokens import successor_refresh_token
 
 SESSION_OVER = "the session has ended; log in again"
 
@@ -66,7 +64,7 @@ def login(
     refresh_expires_at = min(now + settings.refresh_token_ttl, auth_session.expires_at)
     db_session = state.session
     db_session.add(auth_session)
-    _add_refresh_token(
+    add_refresh_token(
         db_session,
         refresh_token,
         user_id=user.id,
@@ -93,88 +91,10 @@ def login(
     if current.password_changed_at != verified_change or not current.is_active:
         fail_login(state, user_id=user_id, reason="password_changed", client=client, now=now)
     db_session.commit()
-    return _issue(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
+    return issue_tokens(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
 
 
-def rotate_refresh_token(
-    state: AuthState, *, presented: object, client: ClientInfo, now: datetime
-) -> IssuedTokens:
-    """Spend `presented` and return its successor, in one transaction. Commits.
-
-    Of concurrent requests presenting one token, the conditional UPDATE lets exactly one
-    rotate it. A replay within the grace window of the token's own rotation gets the same
-    successor; any other replay revokes the session (committed) and raises InvalidGrant.
-    """
-    token_hash = refresh_token_hash(presented)
-    assert isinstance(presented, str)  # noqa: S101 (refresh_token_hash checked it)
-    db_session = state.session
-    _begin_read_committed(db_session)
-    row = db_session.execute(
-        select(RefreshToken, AuthSession, User)
-        .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-        .join(User, RefreshToken.user_id == User.id)
-        .where(RefreshToken.token_hash == token_hash)
-    ).one_or_none()
-    if row is None:
-        raise InvalidGrant("the refresh token is invalid")
-    token, auth_session, user = row
-    if not auth_session.is_live(now) or not user.is_active:
-        raise InvalidGrant(SESSION_OVER)
-    if now >= token.expires_at:
-        raise InvalidGrant("the refresh token has expired")
-    # Locks in one order everywhere, users then auth_sessions then refresh_tokens, so that no
-    # cycle forms with a logout (the session row) or a password change (the user row, then
-    # the sessions): the successor's foreign keys would otherwise take them in reverse.
-    db_session.execute(select(User.id).where(User.id == user.id).with_for_update(read=True))
-    # Threat: a refresh outliving a concurrent logout. The session must still be live when
-    # its row is locked; a revocation that committed first ends this refresh.
-    touched = db_session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == auth_session.id, AuthSession.live_at(now))
-        .values(last_used_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount  # type: ignore[attr-defined]
-    if touched != 1:
-        raise InvalidGrant(SESSION_OVER)
-    # Threat: double spend. The row count of this UPDATE, not an earlier SELECT, decides.
-    claimed = db_session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
-        .values(used_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount  # type: ignore[attr-defined]
-    if claimed == 1:
-        successor = successor_refresh_token(presented, secret_key=state.settings.jwt_secret_key)
-        successor_expires_at = min(now + state.settings.refresh_token_ttl, auth_session.expires_at)
-        _add_refresh_token(
-            db_session,
-            successor,
-            user_id=user.id,
-            session_id=auth_session.id,
-            expires_at=successor_expires_at,
-            now=now,
-            parent_id=token.id,
-        )
-        grace = False
-    else:
-        successor, successor_expires_at = _replayed_successor(
-            state, token, presented, client=client, now=now
-        )
-        grace = True
-    audit.record_event(
-        db_session,
-        audit.REFRESHED,
-        now=now,
-        client=client,
-        user_id=user.id,
-        session_id=auth_session.id,
-        detail={"grace": True} if grace else None,
-    )
-    db_session.commit()
-    return _issue(state, user, auth_session.id, successor, successor_expires_at, now=now)
-
-
-def _add_refresh_token(
+def add_refresh_token(
     db_session: scoped_session,  # type: ignore[type-arg]
     token: str,
     *,
@@ -197,66 +117,7 @@ def _add_refresh_token(
     )
 
 
-def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[type-arg]
-    """Run the rotation at READ COMMITTED, whatever the engine's default.
-
-    The loser of a race must see the winner's committed successor: REPEATABLE READ would hide
-    it (MariaDB) or fail the loser (PostgreSQL). SQLite serialises writers and needs nothing.
-    """
-    session = db_session()
-    if session.get_bind().dialect.name != "sqlite" and not session.in_transaction():
-        session.connection(execution_options={"isolation_level": "READ COMMITTED"})
-
-
-def _replayed_successor(
-    state: AuthState, token: RefreshToken, presented: str, *, client: ClientInfo, now: datetime
-) -> tuple[str, datetime]:
-    """The successor and its expiry if this replay of a spent token is within grace.
-
-    Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
-    """
-    db_session = state.session
-    # Locking reads see the latest commit even in an older snapshot (a host transaction left
-    # at REPEATABLE READ): the concurrent winner's successor must not look like reuse.
-    used_at, revoked_at = db_session.execute(
-        select(RefreshToken.used_at, AuthSession.revoked_at)
-        .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-        .where(RefreshToken.id == token.id)
-        .with_for_update()
-    ).one()
-    child = db_session.execute(
-        select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at)
-        .where(RefreshToken.parent_id == token.id)
-        .with_for_update()
-    ).one_or_none()
-    grace = state.settings.refresh_reuse_grace
-    # Only the immediate predecessor of the live token: its successor is still unspent.
-    if (
-        used_at is not None
-        and revoked_at is None
-        and grace.total_seconds() > 0
-        and now - used_at <= grace
-        and child is not None
-        and child.used_at is None
-    ):
-        # Derived under the current secret, or under a fallback if the rotation predates it.
-        for secret in state.settings.secret_keys:
-            successor = successor_refresh_token(presented, secret_key=secret)
-            if refresh_token_hash(successor) == child.token_hash:
-                return successor, child.expires_at
-    # Committed before the 401: the failing request's rollback must not undo the revocation.
-    revoke_session(
-        state,
-        user_id=token.user_id,
-        session_id=token.session_id,
-        reason="refresh_reuse_detected",
-        client=client,
-        now=now,
-    )
-    raise InvalidGrant("the refresh token was already used; the session has been revoked")
-
-
-def _issue(
+def issue_tokens(
     state: AuthState,
     user: User,
     session_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from limits import parse
 
 _UNITS = ((86400, "days"), (3600, "h"), (60, "min"))
+_LISTS = (list, tuple, set, frozenset)
 
 
 class SettingError(ValueError):
@@ -50,6 +52,17 @@ class Text(Kind):
             raise SettingError("must be a non-empty string", "set it")
         if self.path and (not value.startswith("/") or value.endswith("/")):
             raise SettingError(f"{value!r} is not a path", "use a path such as /auth")
+        return value
+
+
+class OptionalText(Kind):
+    """A non-empty string, or None for "not set"."""
+
+    def check(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise SettingError("must be a non-empty string or unset", "set it or leave it out")
         return value
 
 
@@ -110,7 +123,9 @@ class Duration(Kind):
     def check(self, value: Any) -> timedelta:
         if isinstance(value, timedelta):
             duration = value
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ):
             duration = timedelta(seconds=value)
         else:
             raise SettingError(f"{value!r} is not a duration", "use a timedelta or seconds")
@@ -136,7 +151,7 @@ class Origins(Kind):
     """Origins such as https://app.example.com, compared without a trailing slash."""
 
     def check(self, value: Any) -> frozenset[str]:
-        if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        if not isinstance(value, _LISTS) or not all(isinstance(item, str) for item in value):
             raise SettingError(f"must be a list of strings, got {value!r}", "use a list")
         return frozenset(origin.rstrip("/") for origin in value)
 
@@ -173,7 +188,9 @@ class Secrets(Kind):
     secret = True
 
     def check(self, value: Any) -> tuple[bytes, ...]:
-        if isinstance(value, str | bytes) or not all(isinstance(v, str | bytes) for v in value):
+        if value is None:
+            return ()
+        if not isinstance(value, _LISTS) or not all(isinstance(v, str | bytes) for v in value):
             raise SettingError("must be a list of secrets", "use a list")
         return tuple(item.encode() if isinstance(item, str) else bytes(item) for item in value)
 
@@ -195,8 +212,10 @@ class PublicKeys(Kind):
             items: list[tuple[str | None, Any]] = list(value.items())
         elif isinstance(value, str | bytes):
             items = [(None, value)]
-        else:
+        elif value is None or isinstance(value, _LISTS):
             items = [(None, pem) for pem in value or ()]
+        else:
+            raise SettingError("must be PEM public keys", "use a list of PEM texts")
         if not all(isinstance(pem, str | bytes) for _, pem in items):
             raise SettingError("must be PEM public keys", "use a list of PEM texts")
         return tuple((kid, pem.encode() if isinstance(pem, str) else pem) for kid, pem in items)

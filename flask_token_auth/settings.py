@@ -17,6 +17,7 @@ from .setting_kinds import Choice
 from .setting_kinds import Duration
 from .setting_kinds import Flag
 from .setting_kinds import Kind
+from .setting_kinds import OptionalText
 from .setting_kinds import Origins
 from .setting_kinds import Pem
 from .setting_kinds import PositiveInt
@@ -101,6 +102,11 @@ class AuthSettings:
     )
     cookie_samesite: str = setting(
         "Strict", Choice(frozenset({"Strict", "Lax", "None"})), "SameSite on cookies"
+    )
+    cookie_domain: str | None = setting(
+        None,
+        OptionalText(),
+        "Domain of the cookies, for an API and a page on sibling subdomains (`example.com`)",
     )
     trusted_origins: frozenset[str] = setting(
         frozenset(), Origins(), "origins besides the app's own allowed to call the auth routes"
@@ -212,8 +218,11 @@ def _secrets(config: Mapping[str, Any], lenient: bool) -> tuple[bytes, tuple[byt
     own = bool(config.get("AUTH_JWT_SECRET_KEY"))
     key_name = "AUTH_JWT_SECRET_KEY" if own else "SECRET_KEY"
     fallbacks_name = "AUTH_JWT_SECRET_KEY_FALLBACKS" if own else "SECRET_KEY_FALLBACKS"
-    secret = _checked(Secret(), key_name, config.get(key_name))
-    fallbacks = _checked(Secrets(), fallbacks_name, config.get(fallbacks_name) or ())
+    kinds = {field.name: field.metadata["kind"] for _, field in declared_settings()}
+    secret = _checked(kinds["jwt_secret_key"], key_name, config.get(key_name))
+    fallbacks = _checked(
+        kinds["jwt_secret_key_fallbacks"], fallbacks_name, config.get(fallbacks_name)
+    )
     if secret is None:
         raise _config_error(
             "AUTH_JWT_SECRET_KEY",

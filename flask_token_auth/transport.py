@@ -154,4 +154,5 @@ def _set_cookie(
         httponly=refresh,
         secure=settings.cookie_secure,
         samesite=settings.cookie_samesite,
+        domain=settings.cookie_domain,
     )

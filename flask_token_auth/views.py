@@ -15,12 +15,13 @@ from werkzeug.routing import RequestRedirect
 
 from . import accounts
 from . import revocation
+from . import rotation
 from . import sessions
 from .decorators import auth_required
 from .decorators import bearer_token_from_header
 from .decorators import current_claims
 from .decorators import current_user
-from .decorators import verify_request_token
+from .decorators import signed_request_claims
 from .error_handlers import register_error_handlers
 from .error_handlers import render_http_exception
 from .errors import AccessDenied
@@ -28,7 +29,7 @@ from .errors import InvalidGrant
 from .errors import InvalidToken
 from .errors import NotFound as SessionNotFound
 from .state import auth_state
-from .transactions import retry_on_conflict
+from .transactions import retried
 from .transport import check_origin
 from .transport import clear_token_cookies
 from .transport import client_info
@@ -90,14 +91,14 @@ def _nosniff(response: Response) -> Response:
 
 
 @blueprint.post("/register")
-@retry_on_conflict
 def register() -> tuple[Response, int]:
     state = auth_state()
     state.rate_limits.hit("register", client_key())
     if not state.settings.allow_registration:
         raise AccessDenied("registration is closed")
     body = json_object()
-    user = accounts.register(
+    user = retried(
+        accounts.register,
         state,
         email=body.get("email"),
         password=body.get("password"),
@@ -108,7 +109,6 @@ def register() -> tuple[Response, int]:
 
 
 @blueprint.post("/login")
-@retry_on_conflict
 def login() -> Response:
     state = auth_state()
     state.rate_limits.hit("login", client_key())
@@ -120,14 +120,18 @@ def login() -> Response:
         state.rate_limits.hit("login_address", f"{account} {client_key()}")
         state.rate_limits.hit("login_account", account)
     now = datetime.now(UTC)
-    issued = sessions.login(
-        state, email=body.get("email"), password=body.get("password"), client=client_info(), now=now
+    issued = retried(
+        sessions.login,
+        state,
+        email=body.get("email"),
+        password=body.get("password"),
+        client=client_info(),
+        now=now,
     )
     return token_response(state, issued, now=now, include_user=True, native=wants_body_transport())
 
 
 @blueprint.post("/refresh")
-@retry_on_conflict
 def refresh() -> Response:
     state = auth_state()
     state.rate_limits.hit("refresh", client_key())
@@ -135,8 +139,12 @@ def refresh() -> Response:
     if presented is None:
         raise InvalidGrant("no refresh token was sent")
     now = datetime.now(UTC)
-    issued = sessions.rotate_refresh_token(
-        state, presented=presented.value, client=client_info(), now=now
+    issued = retried(
+        rotation.rotate_refresh_token,
+        state,
+        presented=presented.value,
+        client=client_info(),
+        now=now,
     )
     # Threat: XSS. A token that came in the HttpOnly cookie never goes back in a readable body.
     native = wants_body_transport() and not presented.from_cookie
@@ -144,7 +152,6 @@ def refresh() -> Response:
 
 
 @blueprint.post("/logout")
-@retry_on_conflict
 def logout() -> Response:
     """Revoke the session named by the refresh token, else by the access token; idempotent."""
     state = auth_state()
@@ -154,13 +161,14 @@ def logout() -> Response:
     if owner is None and bearer_token_from_header() is not None:
         try:
             # A second logout with the same access token still answers 204.
-            claims = verify_request_token(check_revocation=False)
+            claims = signed_request_claims(state, now=now)
         except InvalidToken:
             claims = None
         owner = (claims.session_id, claims.user_id) if claims else None
     if owner is not None:
         session_id, user_id = owner
-        revocation.revoke_session(
+        retried(
+            revocation.revoke_session,
             state,
             user_id=user_id,
             session_id=session_id,
@@ -174,11 +182,11 @@ def logout() -> Response:
 
 
 @blueprint.post("/logout-all")
-@retry_on_conflict
 @auth_required
 def logout_all() -> Response:
     state = auth_state()
-    revocation.revoke_all_sessions(
+    retried(
+        revocation.revoke_all_sessions,
         state,
         user_id=current_claims.user_id,
         reason="logout_all",
@@ -220,10 +228,10 @@ def list_sessions() -> Response:
 
 
 @blueprint.delete("/sessions/<session_id>")
-@retry_on_conflict
 @auth_required
 def revoke_session(session_id: str) -> Response:
-    if not is_session_id(session_id) or not revocation.revoke_session(
+    if not is_session_id(session_id) or not retried(
+        revocation.revoke_session,
         auth_state(),
         user_id=current_claims.user_id,
         session_id=session_id,
@@ -236,13 +244,13 @@ def revoke_session(session_id: str) -> Response:
 
 
 @blueprint.post("/password")
-@retry_on_conflict
 @auth_required
 def change_password() -> Response:
     state = auth_state()
     state.rate_limits.hit("password", str(current_claims.user_id))
     body = json_object()
-    accounts.change_password(
+    retried(
+        accounts.change_password,
         state,
         user_id=current_claims.user_id,
         session_id=current_claims.session_id,

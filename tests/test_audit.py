@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -64,3 +65,31 @@ def test_full_session_is_audited_and_logs_no_secret(
     assert "refresh_reuse_detected" in logged  # the log did capture the events
     for secret in secrets:
         assert secret not in logged
+
+
+def test_a_password_change_records_one_event_with_the_sessions_it_ended(
+    app: Flask, client: FlaskClient
+) -> None:
+    register(client)
+    others = [login(client, native=True).json for _ in range(2)]
+    current = login(client, native=True).json
+    me = client.get("/auth/me", headers=bearer(current["access_token"])).json
+    changed = client.post(
+        "/auth/password",
+        json={"current_password": PASSWORD, "new_password": "another long password"},
+        headers=bearer(current["access_token"]),
+    )
+    assert changed.status_code == 204
+
+    [event] = rows(
+        app, "SELECT type, session_id, detail FROM auth_events WHERE type = 'password_changed'"
+    )
+    assert event.session_id == me["session_id"]  # the session that asked, and was kept
+    detail = event.detail if isinstance(event.detail, dict) else json.loads(event.detail)
+    assert detail == {"reason": "password_changed", "sessions_revoked": 2}
+    assert all(
+        client.get("/auth/me", headers=bearer(o["access_token"])).status_code == 401 for o in others
+    )
+    assert (
+        rows(app, "SELECT COUNT(*) AS n FROM auth_events WHERE type = 'session_revoked'")[0].n == 0
+    )

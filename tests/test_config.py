@@ -364,12 +364,25 @@ def test_the_readme_lists_every_setting_as_declared() -> None:
         ("AUTH_RATELIMIT_ENABLED", 1),
         ("AUTH_TRUSTED_ORIGINS", "https://app.example"),
         ("AUTH_TRUSTED_ORIGINS", [42]),
+        ("AUTH_TRUSTED_ORIGINS", None),
+        ("AUTH_TRUSTED_ORIGINS", 5),
+        ("AUTH_JWT_PUBLIC_KEYS", 5),
+        ("AUTH_COOKIE_DOMAIN", ""),
+        ("AUTH_COOKIE_DOMAIN", 5),
+        ("SECRET_KEY_FALLBACKS", 5),
+        ("SECRET_KEY_FALLBACKS", "one-secret"),
     ],
 )
 def test_wrongly_typed_values_are_refused_naming_the_key(key: str, value: Any) -> None:
     """A string "false" must not turn a boolean on, nor a string become a set of letters."""
     with pytest.raises(RuntimeError, match=rf"^{key}: must be"):
         AuthSettings.from_config({"SECRET_KEY": "s" * 32, key: value})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "10"])
+def test_a_duration_must_be_a_finite_number_or_timedelta(value: Any) -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_JWT_LEEWAY: .* is not a duration"):
+        AuthSettings.from_config({"SECRET_KEY": "s" * 32, "AUTH_JWT_LEEWAY": value})
 
 
 def test_samesite_none_needs_secure_cookies() -> None:

@@ -13,8 +13,10 @@ from app import db
 from flask_token_auth.engines import database_failure
 from flask_token_auth.engines import is_conflict
 from flask_token_auth.errors import TemporarilyUnavailable
+from flask_token_auth.state import auth_state
+from flask_token_auth.state import AuthState
 from flask_token_auth.transactions import MAX_ATTEMPTS
-from flask_token_auth.transactions import retry_on_conflict
+from flask_token_auth.transactions import retried
 
 
 def provoke_deadlock(app: Flask) -> DBAPIError:
@@ -55,44 +57,40 @@ def provoke_deadlock(app: Flask) -> DBAPIError:
 def test_a_real_deadlock_is_a_conflict_and_retried(app: Flask) -> None:
     deadlock = provoke_deadlock(app)
     assert is_conflict(deadlock)
-    attempts: list[int] = []
+    attempts: list[AuthState] = []
 
-    @retry_on_conflict
-    def view() -> str:
-        attempts.append(1)
+    def use_case(state: AuthState) -> str:
+        attempts.append(state)
         if len(attempts) < MAX_ATTEMPTS:
             raise deadlock
         return "done"
 
     with app.test_request_context():
-        assert view() == "done"
+        assert retried(use_case, auth_state()) == "done"
     assert len(attempts) == MAX_ATTEMPTS
 
 
 def test_a_conflict_that_persists_is_a_503(app: Flask) -> None:
     deadlock = provoke_deadlock(app)
-    attempts: list[int] = []
+    attempts: list[AuthState] = []
 
-    @retry_on_conflict
-    def view() -> str:
-        attempts.append(1)
+    def use_case(state: AuthState) -> None:
+        attempts.append(state)
         raise deadlock
 
     with app.test_request_context(), pytest.raises(DBAPIError) as raised:
-        view()
+        retried(use_case, auth_state())
     assert len(attempts) == MAX_ATTEMPTS
     assert isinstance(database_failure(raised.value), TemporarilyUnavailable)
 
 
 def test_other_database_errors_are_not_retried(app: Flask) -> None:
-    attempts: list[int] = []
+    attempts: list[AuthState] = []
 
-    @retry_on_conflict
-    def view() -> None:
-        attempts.append(1)
-        with app.app_context():
-            db.session.execute(sa.text("SELECT * FROM no_such_table"))
+    def use_case(state: AuthState) -> None:
+        attempts.append(state)
+        state.session.execute(sa.text("SELECT * FROM no_such_table"))
 
     with app.test_request_context(), pytest.raises(DBAPIError):
-        view()
+        retried(use_case, auth_state())
     assert len(attempts) == 1

@@ -1203,3 +1203,22 @@ def test_closed_registration_is_403_whatever_the_body(app: Flask, client: FlaskC
     response = client.post("/auth/register", data="not json", content_type="text/plain")
     assert_error(response, 403, "access_denied")
     assert count(app, "users") == 0
+
+
+@pytest.mark.parametrize("app_config", [{"AUTH_COOKIE_DOMAIN": "example.com"}])
+def test_cookies_go_to_the_configured_domain_and_are_cleared_there(client: FlaskClient) -> None:
+    register(client)
+    issued = client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
+    cookies = set_cookies(issued)
+    assert cookies["refresh_token"]["domain"] == "example.com"
+    assert cookies["csrf_token"]["domain"] == "example.com"
+
+    response = client.post("/auth/logout", headers=bearer(issued.json["access_token"]))
+
+    assert response.status_code == 204
+    cleared = set_cookies(response)
+    assert cleared["refresh_token"] == cleared["refresh_token"] | {
+        "value": "",
+        "domain": "example.com",
+    }
+    assert cleared["csrf_token"]["domain"] == "example.com"

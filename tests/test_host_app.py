@@ -15,11 +15,15 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
 from flask_token_auth import auth_required
 from flask_token_auth import AuthManager
 from flask_token_auth import current_claims
 from flask_token_auth import current_user
+from flask_token_auth import User
+from flask_token_auth.db import Base
+from flask_token_auth.error_handlers import render_unexpected_error
 from flask_token_auth.sessions import IssuedTokens
 from flask_token_auth.settings import AuthSettings
 from tests.conftest import PASSWORD
@@ -55,10 +59,10 @@ def host_routes(app: Flask) -> None:
 
 
 def make_host(
-    database_url: str, *, json_errors: bool = False, **config: Any
+    database_url: str, *, json_errors: bool = False, db: SQLAlchemy | None = None, **config: Any
 ) -> tuple[Flask, SQLAlchemy]:
     """A host as the README shows it: its own plain SQLAlchemy, then AuthManager(db=db)."""
-    db = SQLAlchemy()
+    db = db or SQLAlchemy()
     auth = AuthManager(db=db, json_errors=json_errors)
     app = Flask("host")
     app.config.update(HOST_CONFIG, SQLALCHEMY_DATABASE_URI=database_url, **config)
@@ -174,7 +178,8 @@ def test_init_app_before_the_hosts_db_init_app_just_works(tmp_path: Path) -> Non
         db.create_all()
     client = app.test_client()
     register(client)
-    assert client.get("/orders", headers=bearer(login(client).json["access_token"])).status_code
+    response = client.get("/orders", headers=bearer(login(client).json["access_token"]))
+    assert response.status_code == 200
     with app.app_context():
         db.engine.dispose()
 
@@ -320,3 +325,73 @@ def test_secrets_stay_out_of_reprs() -> None:
     )
     assert "access-value" not in repr(issued)
     assert "refresh-value" not in repr(issued)
+
+
+def test_a_database_bug_is_logged_without_the_statements_parameters(
+    host: tuple[Flask, SQLAlchemy], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, db = host
+    insert = sa.text(
+        "INSERT INTO users (email, password_hash, role, is_active, created_at,"
+        " password_changed_at) VALUES (:email, 'x', 'user', 1, '2030-01-01', '2030-01-01')"
+    )
+    email = "-".join(("secret", "parameter")) + "@example.com"  # not in the traceback's source
+    with app.app_context():
+        db.session.execute(insert, {"email": email})
+        db.session.commit()
+        try:
+            db.session.execute(insert, {"email": email})
+        except sa.exc.IntegrityError as error:
+            response = render_unexpected_error(error)
+        db.session.rollback()
+
+    assert response.status_code == 500
+    assert "IntegrityError" in caplog.text
+    assert "secret-parameter" not in caplog.text
+
+
+def test_a_host_model_relates_to_users_with_an_explicit_join(tmp_path: Path) -> None:
+    db = SQLAlchemy()
+
+    class Note(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+        # The README's recipe: our User maps our own copy of `users`, so name the join.
+        user: Mapped[User] = relationship(
+            User, primaryjoin=lambda: Note.user_id == User.id, foreign_keys=lambda: [Note.user_id]
+        )
+
+    app, _ = make_host(f"sqlite:///{tmp_path / 'h.db'}", db=db)
+    with app.app_context():
+        db.create_all()
+    user = register(app.test_client())
+    with app.app_context():
+        db.session.add(Note(user_id=user["id"]))
+        db.session.commit()
+        note = db.session.scalars(sa.select(Note)).one()
+        assert note.user.email == "ada@example.com"
+        db.engine.dispose()
+
+
+def test_our_tables_keep_their_constraint_names_in_any_host_metadata() -> None:
+    db = SQLAlchemy(metadata=sa.MetaData())  # no naming convention of its own
+    AuthManager(db=db)
+
+    def names(metadata: sa.MetaData) -> dict[str, list[str]]:
+        """Each table's constraint and index names as DDL will write them ("None": unnamed)."""
+        return {
+            table.name: sorted(
+                [str(c.name) for c in table.constraints] + [str(i.name) for i in table.indexes]
+            )
+            for table in metadata.sorted_tables
+        }
+
+    copies = names(db.metadata)
+    assert copies == names(Base.metadata)
+    assert all(name.startswith(("pk_", "uq_", "fk_", "ix_")) for n in copies.values() for name in n)
+
+
+def test_a_host_metadata_with_a_schema_is_refused_clearly() -> None:
+    with pytest.raises(RuntimeError, match=r"schema 'shop'.*default schema"):
+        AuthManager(db=SQLAlchemy(metadata=sa.MetaData(schema="shop")))

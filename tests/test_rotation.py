@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 
 from app import db
 from flask_token_auth import accounts
+from flask_token_auth import rotation
 from flask_token_auth import sessions
 from flask_token_auth.errors import InvalidGrant
 from flask_token_auth.models import AuthSession
@@ -81,7 +82,7 @@ def service_login(app: Flask, now: datetime = T0) -> sessions.IssuedTokens:
 def service_rotate(app: Flask, token: str, now: datetime) -> sessions.IssuedTokens:
     with app.app_context():
         try:
-            return sessions.rotate_refresh_token(
+            return rotation.rotate_refresh_token(
                 auth_state(), presented=token, client=CLIENT, now=now
             )
         finally:
@@ -424,12 +425,12 @@ def test_grace_replay_in_an_already_open_repeatable_read_transaction(
         db_session.execute(sa.select(User.id)).all()
         state = auth_state()
         with repeatable_read_app.app_context():  # a concurrent request rotates meanwhile
-            second = sessions.rotate_refresh_token(
+            second = rotation.rotate_refresh_token(
                 state, presented=first.refresh_token, client=CLIENT, now=T0 + timedelta(seconds=2)
             )
         replay_at = T0 + timedelta(seconds=3)
         try:
-            replay = sessions.rotate_refresh_token(
+            replay = rotation.rotate_refresh_token(
                 state, presented=first.refresh_token, client=CLIENT, now=replay_at
             )
         except sa.exc.OperationalError:
@@ -437,7 +438,7 @@ def test_grace_replay_in_an_already_open_repeatable_read_transaction(
             # the cookies; the client's retry, in a new transaction, is then in grace.
             assert db.engine.dialect.name == "postgresql"
             db_session.rollback()
-            replay = sessions.rotate_refresh_token(
+            replay = rotation.rotate_refresh_token(
                 state, presented=first.refresh_token, client=CLIENT, now=replay_at
             )
         assert replay.refresh_token == second.refresh_token
