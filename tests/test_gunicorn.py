@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -124,3 +125,25 @@ def test_workers_share_one_database_without_errors(server: str, app: Flask) -> N
         chains = list(pool.map(rotate_chain, live))
     assert chains == [[200] * 5] * SESSIONS
     assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NOT NULL") == 0
+
+
+@pytest.mark.slow
+def test_slow_clients_cannot_stall_the_service(server: str) -> None:
+    """More clients than workers send headers and then trickle a body; others still get in."""
+    port = int(server.rsplit(":", 1)[1])
+    slow = []
+    for _ in range(WORKERS + 2):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+        connection.sendall(
+            b"POST /auth/login HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        slow.append(connection)
+    try:
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{server}/healthz", timeout=10) as response:  # noqa: S310
+            assert response.status == 200
+        assert time.monotonic() - started < 2
+    finally:
+        for connection in slow:
+            connection.close()
