@@ -14,9 +14,9 @@ $(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# What the reference service needs: the extension with every driver, Redis and gunicorn.
+# What the reference service needs: the extension with every driver, Redis, metrics, gunicorn.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/pip
-	$(BIN)/pip install --quiet -e '.[postgres,mysql,redis,server]'
+	$(BIN)/pip install --quiet -e '.[postgres,mysql,redis,metrics,server]'
 	@touch $@
 
 # The same, plus the test and lint tools.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import jsonify
 from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import generate_latest
 
 from flask_token_auth import auth_required
 from flask_token_auth import current_claims
@@ -28,3 +30,10 @@ def admin() -> Response:
 @demo.get("/healthz")
 def health() -> Response:
     return jsonify(status="ok")
+
+
+@demo.get("/metrics")
+def metrics() -> Response:
+    """The extension's counters and histograms, in the Prometheus text format (per worker:
+    set PROMETHEUS_MULTIPROC_DIR to add up several gunicorn workers)."""
+    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import scoped_session
 from sqlalchemy.orm import Session
 
+from .events import AuthEventRecord
+from .events import publish
 from .models import AuthEvent
 from .state import ClientInfo
 
@@ -32,10 +34,7 @@ REVOCATION_EVENTS = {
     "password_changed": PASSWORD_CHANGED,
     "deactivated": USER_DEACTIVATED,
 }
-#: Events that may be an attack in progress: logged as warnings.
-WARNING_EVENTS = frozenset({REFRESH_REUSE_DETECTED})
-
-logger = logging.getLogger(__name__)
+PENDING_KEY = "flask_token_auth_events"
 
 
 def record_event(
@@ -48,7 +47,8 @@ def record_event(
     session_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Add an event to the caller's transaction and log one line; the caller commits."""
+    """Add an event to the caller's transaction; it is published (log line, signal, metrics)
+    when that transaction commits. The caller commits."""
     db_session.add(
         AuthEvent(
             at=now,
@@ -60,11 +60,23 @@ def record_event(
             detail=detail,
         )
     )
-    logger.log(
-        logging.WARNING if event_type in WARNING_EVENTS else logging.INFO,
-        "auth event %s user=%s session=%s ip=%s",
-        event_type,
-        user_id,
-        session_id,
-        client.ip,
+    record = AuthEventRecord(
+        type=event_type, user_id=user_id, session_id=session_id, ip=client.ip, detail=detail
     )
+    db_session.info.setdefault(PENDING_KEY, []).append(record)
+
+
+def publish_on_commit(db_session: scoped_session) -> None:  # type: ignore[type-arg]
+    """Publish the events of each transaction of `db_session`'s sessions when it commits;
+    forget them when it rolls back."""
+    if not sa.event.contains(db_session, "after_commit", _publish_pending):
+        sa.event.listen(db_session, "after_commit", _publish_pending)
+        sa.event.listen(db_session, "after_rollback", _forget_pending)
+
+
+def _publish_pending(session: Session) -> None:
+    publish(session.info.pop(PENDING_KEY, []))
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)

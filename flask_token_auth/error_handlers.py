@@ -7,13 +7,19 @@ import logging
 from flask import Blueprint
 from flask import Flask
 from flask import jsonify
+from flask import request
 from flask import Response
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .engines import database_failure
 from .errors import AuthError
 from .errors import MissingCredentials
+from .errors import RateLimited
+from .events import AuthEventRecord
+from .events import publish
+from .events import RATE_LIMITED
 from .state import auth_state
 from .transport import clear_token_cookies
 
@@ -33,6 +39,15 @@ def render_auth_error(error: AuthError) -> Response:
     """The JSON error, the RFC 6750 challenge where it applies, cookies cleared if final."""
     response = jsonify(error=error.error, error_description=error.description)
     response.status_code = error.status_code
+    metrics.count_refusal(error.error)
+    if isinstance(error, RateLimited):
+        publish(
+            [
+                AuthEventRecord(
+                    type=RATE_LIMITED, ip=request.remote_addr, detail={"limit": error.limit}
+                )
+            ]
+        )
     if isinstance(error, MissingCredentials):
         response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
     elif error.bearer_challenge:

@@ -107,6 +107,8 @@ class RateLimited(AuthError):
     status_code = 429
     error = "rate_limited"
 
-    def __init__(self, description: str, *, retry_after: int) -> None:
+    def __init__(self, description: str, *, retry_after: int, limit: str) -> None:
         super().__init__(description)
         self.retry_after: int | None = retry_after
+        #: The name of the limit that was reached (login, refresh, ...).
+        self.limit = limit

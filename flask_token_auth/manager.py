@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
+from .audit import publish_on_commit
 from .cli import auth_cli
 from .db import add_tables_to
 from .engines import register_url_schemes
@@ -35,6 +36,7 @@ class AuthManager:
         self.json_errors = json_errors
         register_url_schemes()
         add_tables_to(db.metadata)
+        publish_on_commit(db.session)
         if app is not None:
             self.init_app(app)
 

@@ -48,4 +48,5 @@ class RateLimits:
             raise RateLimited(
                 "too many attempts; retry later",
                 retry_after=max(1, math.ceil(reset_at - time.time())),
+                limit=name,
             )

@@ -14,6 +14,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
 from . import accounts
+from . import metrics
 from . import revocation
 from . import rotation
 from . import sessions
@@ -120,14 +121,15 @@ def login() -> Response:
         state.rate_limits.hit("login_address", f"{account} {client_key()}")
         state.rate_limits.hit("login_account", account)
     now = datetime.now(UTC)
-    issued = retried(
-        sessions.login,
-        state,
-        email=body.get("email"),
-        password=body.get("password"),
-        client=client_info(),
-        now=now,
-    )
+    with metrics.timed("login"):
+        issued = retried(
+            sessions.login,
+            state,
+            email=body.get("email"),
+            password=body.get("password"),
+            client=client_info(),
+            now=now,
+        )
     return token_response(state, issued, now=now, include_user=True, native=wants_body_transport())
 
 
@@ -139,13 +141,14 @@ def refresh() -> Response:
     if presented is None:
         raise InvalidGrant("no refresh token was sent")
     now = datetime.now(UTC)
-    issued = retried(
-        rotation.rotate_refresh_token,
-        state,
-        presented=presented.value,
-        client=client_info(),
-        now=now,
-    )
+    with metrics.timed("refresh"):
+        issued = retried(
+            rotation.rotate_refresh_token,
+            state,
+            presented=presented.value,
+            client=client_info(),
+            now=now,
+        )
     # Threat: XSS. A token that came in the HttpOnly cookie never goes back in a readable body.
     native = wants_body_transport() and not presented.from_cookie
     return token_response(state, issued, now=now, include_user=False, native=native)

@@ -303,7 +303,7 @@ def test_security_events_log_under_the_extensions_name(
     client.post("/auth/login", json={"email": "ada@example.com", "password": "wrong password"})
 
     names = {record.name for record in caplog.records if "auth event" in record.getMessage()}
-    assert names == {"flask_token_auth.audit"}
+    assert names == {"flask_token_auth.events"}
 
 
 def test_roles_given_as_a_string_or_with_optional_are_refused() -> None:

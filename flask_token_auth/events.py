@@ -1,0 +1,57 @@
+"""Security events, once they are final: one structured log line, a blinker signal, metrics.
+
+An event recorded in a transaction is published when that transaction commits (a rolled back
+login never announces itself); a refusal with nothing to store (rate limited) at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from blinker import Namespace
+from flask import current_app
+from flask import has_app_context
+
+from . import metrics
+
+RATE_LIMITED = "rate_limited"
+#: Events that may be an attack in progress: logged as warnings.
+WARNING_EVENTS = frozenset({"refresh_reuse_detected", "login_failed", RATE_LIMITED})
+
+_signals = Namespace()
+#: Sent with `event=` an `AuthEventRecord` for every security event, after it is committed;
+#: the sender is the app. `auth_event.connect(receiver)` to subscribe.
+auth_event = _signals.signal("flask-token-auth-event")
+logger = logging.getLogger("flask_token_auth.events")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuthEventRecord:
+    """What an event says: never a token, a password or a hash."""
+
+    type: str
+    user_id: int | None = None
+    session_id: str | None = None
+    ip: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def publish(events: Iterable[AuthEventRecord]) -> None:
+    """Log, signal and count each event."""
+    sender = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
+    for event in events:
+        logger.log(
+            logging.WARNING if event.type in WARNING_EVENTS else logging.INFO,
+            "auth event %s user=%s session=%s ip=%s detail=%s",
+            event.type,
+            event.user_id,
+            event.session_id,
+            event.ip,
+            event.detail or {},
+            extra={"auth_event": dataclasses.asdict(event)},
+        )
+        metrics.count_event(event.type, event.detail or {})
+        auth_event.send(sender, event=event)
