@@ -29,6 +29,7 @@ from .errors import AccessDenied
 from .errors import InvalidGrant
 from .errors import InvalidToken
 from .errors import NotFound as SessionNotFound
+from .openapi import openapi_document
 from .state import auth_state
 from .transactions import retried
 from .transport import check_origin
@@ -263,6 +264,11 @@ def change_password() -> Response:
         now=datetime.now(UTC),
     )
     return Response(status=204)
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document(auth_state().settings))
 
 
 @blueprint.get("/jwks.json")

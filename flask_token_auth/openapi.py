@@ -1,0 +1,234 @@
+"""The OpenAPI 3.1 document of the blueprint, served at `<prefix>/openapi.json`.
+
+A test keeps it equal to the registered routes; Schemathesis checks every answer against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .settings import AuthSettings
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_TOKENS = {"$ref": "#/components/schemas/TokenResponse"}
+_USER = {"$ref": "#/components/schemas/User"}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_STRING = {"type": "string"}
+
+
+def openapi_document(settings: AuthSettings) -> dict[str, Any]:
+    """The whole API under `settings.url_prefix`."""
+    prefix = settings.url_prefix
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "flask-token-auth", "version": "1"},
+        "paths": {f"{prefix}{path}": item for path, item in _paths().items()},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": _schemas(),
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    credentials = _form({"email": _STRING, "password": _STRING}, required=True)
+    refresh_token = _form({"refresh_token": _STRING}, required=False)
+    return {
+        "/register": {
+            "post": _operation(
+                "Create an account",
+                body=credentials,
+                answers={"201": _json({"type": "object", "properties": {"user": _USER}})},
+            )
+        },
+        "/login": {
+            "post": _operation(
+                "Log in: open a session",
+                body=credentials,
+                transport=True,
+                answers={"200": _json(_TOKENS)},
+            )
+        },
+        "/refresh": {
+            "post": _operation(
+                "Rotate the refresh token (cookie and X-CSRF-Token, or the body)",
+                body=refresh_token,
+                transport=True,
+                answers={"200": _json(_TOKENS)},
+            )
+        },
+        "/logout": {
+            "post": _operation(
+                "End this session (refresh cookie, body token or access token); idempotent",
+                body=refresh_token,
+                answers={"204": {"description": "logged out, cookies cleared"}},
+            )
+        },
+        "/logout-all": {
+            "post": _operation(
+                "End every session of the user",
+                bearer=True,
+                answers={"204": {"description": "every session revoked"}},
+            )
+        },
+        "/me": {
+            "get": _operation(
+                "The user and the session of the access token",
+                bearer=True,
+                answers={
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["user", "session_id"],
+                            "properties": {"user": _USER, "session_id": _STRING},
+                        }
+                    )
+                },
+            )
+        },
+        "/sessions": {
+            "get": _operation(
+                "The user's live sessions",
+                bearer=True,
+                answers={
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["sessions"],
+                            "properties": {
+                                "sessions": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Session"},
+                                }
+                            },
+                        }
+                    )
+                },
+            )
+        },
+        "/sessions/{session_id}": {
+            "delete": _operation(
+                "Revoke one of the user's sessions",
+                bearer=True,
+                path_parameter="session_id",
+                answers={"204": {"description": "revoked"}},
+            )
+        },
+        "/password": {
+            "post": _operation(
+                "Change the password; every other session is revoked",
+                bearer=True,
+                body=_form({"current_password": _STRING, "new_password": _STRING}, required=True),
+                answers={"204": {"description": "changed"}},
+            )
+        },
+        "/jwks.json": {
+            "get": _operation(
+                "The public verification keys (empty for HMAC)",
+                answers={
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["keys"],
+                            "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                        }
+                    )
+                },
+            )
+        },
+        "/openapi.json": {
+            "get": _operation("This document", answers={"200": _json({"type": "object"})})
+        },
+    }
+
+
+def _operation(
+    summary: str,
+    *,
+    answers: dict[str, Any],
+    body: dict[str, Any] | None = None,
+    bearer: bool = False,
+    transport: bool = False,
+    path_parameter: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": answers | {"default": {"description": "an error", **_json(_ERROR)}},
+    }
+    parameters = []
+    if transport:
+        parameters.append(
+            {
+                "name": "X-Token-Transport",
+                "in": "header",
+                "required": False,
+                "description": "`body`: the refresh token in the JSON, no cookies (native apps)",
+                "schema": {"type": "string", "enum": ["body", "cookie"]},
+            }
+        )
+    if path_parameter:
+        parameters.append(
+            {"name": path_parameter, "in": "path", "required": True, "schema": _STRING}
+        )
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    if bearer:
+        operation["security"] = _BEARER
+    return operation
+
+
+def _form(fields: dict[str, Any], *, required: bool) -> dict[str, Any]:
+    schema = {"type": "object", "properties": fields}
+    if required:
+        schema["required"] = list(fields)
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": "JSON", "content": {"application/json": {"schema": schema}}}
+
+
+def _schemas() -> dict[str, Any]:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error", "error_description"],
+            "properties": {"error": _STRING, "error_description": _STRING},
+        },
+        "User": {
+            "type": "object",
+            "required": ["id", "email", "role", "created_at"],
+            "properties": {
+                "id": {"type": "integer"},
+                "email": _STRING,
+                "role": _STRING,
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "TokenResponse": {
+            "type": "object",
+            "required": ["access_token", "token_type", "expires_in"],
+            "properties": {
+                "access_token": _STRING,
+                "token_type": {"const": "Bearer"},
+                "expires_in": {"type": "integer"},
+                "refresh_token": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "user": _USER,
+            },
+        },
+        "Session": {
+            "type": "object",
+            "required": ["id", "created_at", "last_used_at", "expires_at", "current"],
+            "properties": {
+                "id": _STRING,
+                "created_at": {"type": "string", "format": "date-time"},
+                "last_used_at": {"type": "string", "format": "date-time"},
+                "expires_at": {"type": "string", "format": "date-time"},
+                "user_agent": {"type": ["string", "null"]},
+                "ip": {"type": ["string", "null"]},
+                "current": {"type": "boolean"},
+            },
+        },
+    }
