@@ -17,6 +17,7 @@ from .engines import database_failure
 from .errors import AuthError
 from .errors import MissingCredentials
 from .errors import RateLimited
+from .errors import TemporarilyUnavailable
 from .events import AuthEventRecord
 from .events import publish
 from .events import RATE_LIMITED
@@ -81,6 +82,8 @@ def render_unexpected_error(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return render_http_exception(error)
     failure = database_failure(error)
+    if isinstance(failure, TemporarilyUnavailable):
+        auth_state().discard_session()
     if failure is not None:
         return render_auth_error(failure)
     if isinstance(error, sa_exc.StatementError):

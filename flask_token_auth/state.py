@@ -7,6 +7,7 @@ import dataclasses
 from flask import current_app
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import scoped_session
 
 from .keys import KeySet
@@ -29,6 +30,16 @@ class AuthState:
     def session(self) -> scoped_session:  # type: ignore[type-arg]
         """The request's database session."""
         return self.db.session
+
+    def discard_session(self) -> None:
+        """Drop the request's session after its connection failed, without asking the database
+        again: the request's teardown then has no rollback left to fail on a dead connection
+        (which would escape Flask as the server's HTML 500)."""
+        try:
+            self.db.session().invalidate()
+        except SQLAlchemyError:
+            pass
+        self.db.session.remove()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

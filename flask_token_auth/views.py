@@ -56,8 +56,7 @@ def _json_for_unknown_auth_paths() -> Response | None:
     error = request.routing_exception
     if error is None:
         return None
-    prefix = auth_state().settings.url_prefix
-    if not (request.path == prefix or request.path.startswith(prefix + "/")):
+    if not _under_prefix(request.path):
         return None
     if isinstance(error, RequestRedirect):
         # `//refresh` or a trailing slash: no redirect built from the Host header, a 404.
@@ -87,9 +86,14 @@ def _no_store(response: Response) -> Response:
 def _nosniff(response: Response) -> Response:
     """Threat: a browser sniffing a JSON answer into HTML or script. Set on the extension's
     answers (its routes, auth failures anywhere); the host's own are the host's."""
-    if request.blueprint == blueprint.name or response.headers.get("WWW-Authenticate"):
+    if response.headers.get("WWW-Authenticate") or _under_prefix(request.path):
         response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _under_prefix(path: str) -> bool:
+    prefix = auth_state().settings.url_prefix
+    return path == prefix or path.startswith(prefix + "/")
 
 
 @blueprint.post("/register")

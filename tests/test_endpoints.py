@@ -1222,3 +1222,35 @@ def test_cookies_go_to_the_configured_domain_and_are_cleared_there(client: Flask
         "domain": "example.com",
     }
     assert cleared["csrf_token"]["domain"] == "example.com"
+
+
+def test_every_answer_of_the_extension_says_nosniff(client: FlaskClient) -> None:
+    register(client)
+    access = client.post(
+        "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    ).json["access_token"]
+    answers = [
+        client.get("/auth/me", headers=bearer(access)),  # 200
+        client.get("/auth/me"),  # 401 on our route
+        client.get("/api/hello"),  # 401 on a host route
+        client.get("/api/hello", headers=bearer(access)),  # the host's own success
+        client.post("/auth/login", data="{", content_type="application/json"),  # 400
+        client.get("/auth/nowhere"),  # 404 under the prefix
+    ]
+    assert [answer.headers.get("X-Content-Type-Options") for answer in answers] == [
+        "nosniff",
+        "nosniff",
+        "nosniff",
+        None,
+        "nosniff",
+        "nosniff",
+    ]
+
+
+@pytest.mark.parametrize("path", ["/auth//refresh", "/auth/refresh/", "/auth//login"])
+def test_no_redirect_is_built_from_the_host_header(client: FlaskClient, path: str) -> None:
+    response = client.post(path, headers={"Host": "evil.example"})
+
+    assert response.status_code == 404
+    assert response.json["error"] == "not_found"
+    assert "Location" not in response.headers
