@@ -60,6 +60,17 @@ def scalar(app: Flask, query: str, **params: Any) -> Any:
         return connection.execute(sa.text(query), params).scalar()
 
 
+AUTH_TABLES = ("users", "auth_sessions", "refresh_tokens", "auth_events")
+
+
+def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    """Every committed row of every auth table, to prove a rejected request changed nothing."""
+    return {
+        table: [tuple(row) for row in rows(app, f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608
+        for table in AUTH_TABLES
+    }
+
+
 def execute(app: Flask, statement: str, **params: Any) -> None:
     with app.app_context(), db.engine.begin() as connection:
         connection.execute(sa.text(statement), params)

@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import jwt
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import example
@@ -21,8 +20,6 @@ from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from app import db
-from flask_token_auth.db import Base
 from flask_token_auth.state import auth_state
 from flask_token_auth.tokens import issue_access_token
 from tests.conftest import PASSWORD
@@ -30,11 +27,8 @@ from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import NATIVE
 from tests.helpers import register
+from tests.helpers import snapshot
 
-TABLES = [
-    Base.metadata.tables[name]
-    for name in ("users", "auth_sessions", "refresh_tokens", "auth_events")
-]
 FORMS = {
     "/auth/register": ("email", "password"),
     "/auth/login": ("email", "password"),
@@ -55,15 +49,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(characters), inner),
     max_leaves=6,
 )
-
-
-def snapshot(app: Flask) -> dict[str, list[Any]]:
-    """Every row of every table, as committed."""
-    with app.app_context(), db.engine.connect() as connection:
-        return {
-            table.name: sorted(map(tuple, connection.execute(sa.select(table))), key=str)
-            for table in TABLES
-        }
 
 
 @pytest.fixture

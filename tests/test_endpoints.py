@@ -22,6 +22,7 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
+from tests.helpers import AUTH_TABLES
 from tests.helpers import bearer
 from tests.helpers import csrf_header
 from tests.helpers import execute
@@ -30,12 +31,13 @@ from tests.helpers import NATIVE
 from tests.helpers import register
 from tests.helpers import rows
 from tests.helpers import scalar
+from tests.helpers import snapshot
 
 EMAIL = "ada@example.com"
 OTHER_EMAIL = "bob@example.com"
 NEW_PASSWORD = "a brand new passphrase"
 OWN_ORIGIN = "http://localhost"  # the test client's scheme and host
-TABLES = ("users", "auth_sessions", "refresh_tokens", "auth_events")
+
 REFRESH_TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
 # RFC 6750 section 3: error and error_description are quoted strings without '"' or '\'.
 CHALLENGE_PATTERN = re.compile(
@@ -119,14 +121,6 @@ def assert_cookies_cleared(response: TestResponse) -> None:
     assert cookies["csrf_token"]["value"] == ""
     assert cookies["csrf_token"]["max-age"] == "0"
     assert cookies["csrf_token"]["path"] == "/"
-
-
-def snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, to prove a rejected request changed nothing."""
-    return {
-        table: [tuple(row) for row in rows(app, f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608
-        for table in TABLES
-    }
 
 
 def count(app: Flask, table: str) -> int:
@@ -614,7 +608,7 @@ def test_refresh_without_any_token_is_invalid_grant(app: Flask, client: FlaskCli
 
     assert_error(response, 401, "invalid_grant")
     assert_cookies_cleared(response)
-    assert all(count(app, table) == 0 for table in TABLES)
+    assert all(count(app, table) == 0 for table in AUTH_TABLES)
 
 
 @pytest.mark.parametrize(
@@ -1110,7 +1104,7 @@ def test_unknown_route_is_a_json_404(app: Flask, client: FlaskClient, path: str)
     response = client.get(path)
 
     assert_error(response, 404, "not_found")
-    assert all(count(app, table) == 0 for table in TABLES)
+    assert all(count(app, table) == 0 for table in AUTH_TABLES)
 
 
 @pytest.mark.parametrize(
@@ -1128,7 +1122,7 @@ def test_wrong_method_is_a_json_405(
 
     assert_error(response, 405, "method_not_allowed")
     assert allowed in {value.strip() for value in response.headers["Allow"].split(",")}
-    assert all(count(app, table) == 0 for table in TABLES)
+    assert all(count(app, table) == 0 for table in AUTH_TABLES)
 
 
 @pytest.mark.parametrize("path", ["/auth/register", "/auth/login", "/auth/refresh"])
