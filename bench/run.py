@@ -110,6 +110,9 @@ def main() -> None:
             "gunicorn",
             "--workers",
             "2",
+            # Sync workers, as the label says: gunicorn.conf.py's threads are for slow clients.
+            "--worker-class",
+            "sync",
             "--bind",
             f"127.0.0.1:{port}",
             "wsgi:app",
