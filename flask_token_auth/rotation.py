@@ -1,8 +1,8 @@
 """Refresh-token rotation: spend the presented token, hand out its successor, detect reuse.
 
 Exactly one of any number of concurrent requests presenting one token rotates it; a replay in
-the grace window of its own rotation gets the same successor; any other replay is reuse, which
-revokes the session.
+the grace window of its own rotation gets the session's live token; any other replay is reuse,
+which revokes the session.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from .state import ClientInfo
 from .tokens import refresh_token_hash
 from .tokens import successor_refresh_token
 
+#: How many rotations a grace replay may be behind the live token (tabs sharing one cookie jar
+#: can rotate a few times inside the window; a longer chain is treated as reuse).
+MAX_GRACE_ROTATIONS = 10
+
 
 def rotate_refresh_token(
     state: AuthState, *, presented: object, client: ClientInfo, now: datetime
@@ -35,8 +39,9 @@ def rotate_refresh_token(
     """Spend `presented` and return its successor, in one transaction. Commits.
 
     Of concurrent requests presenting one token, the conditional UPDATE lets exactly one
-    rotate it. A replay within the grace window of the token's own rotation gets the same
-    successor; any other replay revokes the session (committed) and raises InvalidGrant.
+    rotate it. A replay within the grace window of the token's own rotation gets the
+    session's live token; any other replay revokes the session (committed) and raises
+    InvalidGrant.
     """
     token_hash = refresh_token_hash(presented)
     assert isinstance(presented, str)  # noqa: S101 (refresh_token_hash checked it)
@@ -121,7 +126,8 @@ def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[t
 def _replayed_successor(
     state: AuthState, token: RefreshToken, presented: str, *, client: ClientInfo, now: datetime
 ) -> tuple[str, datetime]:
-    """The successor and its expiry if this replay of a spent token is within grace.
+    """The session's live token and its expiry, if this replay of a spent token comes within
+    the grace window of the token's own rotation (`used_at`, which replays never move).
 
     Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
     """
@@ -134,26 +140,16 @@ def _replayed_successor(
         .where(RefreshToken.id == token.id)
         .with_for_update()
     ).one()
-    child = db_session.execute(
-        select(RefreshToken.token_hash, RefreshToken.used_at, RefreshToken.expires_at)
-        .where(RefreshToken.parent_id == token.id)
-        .with_for_update()
-    ).one_or_none()
     grace = state.settings.refresh_reuse_grace
-    # Only the immediate predecessor of the live token: its successor is still unspent.
     if (
         used_at is not None
         and revoked_at is None
         and grace.total_seconds() > 0
         and now - used_at <= grace
-        and child is not None
-        and child.used_at is None
     ):
-        # Derived under the current secret, or under a fallback if the rotation predates it.
-        for secret in state.settings.secret_keys:
-            successor = successor_refresh_token(presented, secret_key=secret)
-            if refresh_token_hash(successor) == child.token_hash:
-                return successor, child.expires_at
+        live = _live_descendant(state, presented, session_id=token.session_id)
+        if live is not None:
+            return live
     # Committed before the 401: the failing request's rollback must not undo the revocation.
     revoke_session(
         state,
@@ -164,3 +160,42 @@ def _replayed_successor(
         now=now,
     )
     raise InvalidGrant("the refresh token was already used; the session has been revoked")
+
+
+def _live_descendant(
+    state: AuthState, token: str, *, session_id: str
+) -> tuple[str, datetime] | None:
+    """The unspent token the chain has reached from `token`, and its expiry.
+
+    Each successor is derived from its predecessor with the server key, so the walk recomputes
+    them and looks each up by its hash: nothing but hashes is stored. At most
+    MAX_GRACE_ROTATIONS steps; None if the chain is longer, broken or of another session.
+    """
+    for _ in range(MAX_GRACE_ROTATIONS):
+        step = _stored_successor(state, token, session_id=session_id)
+        if step is None:
+            return None
+        token, used_at, expires_at = step
+        if used_at is None:
+            return token, expires_at
+    return None
+
+
+def _stored_successor(
+    state: AuthState, token: str, *, session_id: str
+) -> tuple[str, datetime | None, datetime] | None:
+    """(successor, used_at, expires_at) of `token`'s successor in the session, derived under
+    the current secret or, for a rotation that predates a key change, a fallback."""
+    for secret in state.settings.secret_keys:
+        successor = successor_refresh_token(token, secret_key=secret)
+        row = state.session.execute(
+            select(RefreshToken.used_at, RefreshToken.expires_at)
+            .where(
+                RefreshToken.token_hash == refresh_token_hash(successor),
+                RefreshToken.session_id == session_id,
+            )
+            .with_for_update()
+        ).one_or_none()
+        if row is not None:
+            return successor, row.used_at, row.expires_at
+    return None

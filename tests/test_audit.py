@@ -17,6 +17,7 @@ from tests.helpers import register
 from tests.helpers import rows
 
 
+@pytest.mark.parametrize("app_config", [{"AUTH_REFRESH_REUSE_GRACE": 0}])  # replays are reuse
 def test_full_session_is_audited_and_logs_no_secret(
     app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:

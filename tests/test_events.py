@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import UTC
@@ -25,6 +26,8 @@ from tests.helpers import login
 from tests.helpers import NATIVE
 from tests.helpers import register
 from tests.helpers import rows
+
+GRACE_SECONDS = 0.5
 
 
 @pytest.fixture
@@ -51,6 +54,7 @@ def metric(name: str, **labels: str) -> float:
     return 0.0
 
 
+@pytest.mark.parametrize("app_config", [{"AUTH_REFRESH_REUSE_GRACE": GRACE_SECONDS}])
 def test_each_committed_event_is_logged_signalled_and_counted(
     app: Flask,
     client: FlaskClient,
@@ -71,6 +75,7 @@ def test_each_committed_event_is_logged_signalled_and_counted(
     third = client.post(
         "/auth/refresh", json={"refresh_token": second["refresh_token"]}, headers=NATIVE
     ).json
+    time.sleep(GRACE_SECONDS)  # `first` is now spent longer ago than the window
     reuse = client.post("/auth/refresh", json={"refresh_token": first}, headers=NATIVE)
     assert reuse.status_code == 401
 

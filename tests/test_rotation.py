@@ -23,6 +23,7 @@ from flask_token_auth.errors import InvalidGrant
 from flask_token_auth.models import AuthSession
 from flask_token_auth.models import RefreshToken
 from flask_token_auth.models import User
+from flask_token_auth.rotation import MAX_GRACE_ROTATIONS
 from flask_token_auth.state import auth_state
 from flask_token_auth.state import ClientInfo
 from flask_token_auth.tokens import issue_access_token
@@ -41,6 +42,7 @@ from tests.helpers import scalar
 
 CLIENT = ClientInfo(ip="192.0.2.1", user_agent="pytest")
 GRACE = timedelta(seconds=10)
+MICRO = timedelta(microseconds=1)
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
@@ -141,6 +143,7 @@ def test_cookie_refresh_rotates_cookie_and_csrf(app: Flask, client: FlaskClient)
     assert token_row(app, after.value).used_at is None
 
 
+@pytest.mark.parametrize("app_config", [{"AUTH_REFRESH_REUSE_GRACE": 0}])
 def test_reuse_revokes_the_session_and_its_access_tokens(app: Flask, client: FlaskClient) -> None:
     register(client)
     logged_in = login(client, native=True).json
@@ -148,7 +151,7 @@ def test_reuse_revokes_the_session_and_its_access_tokens(app: Flask, client: Fla
     first, access_token = logged_in["refresh_token"], logged_in["access_token"]
     second = refresh_native(client, first).json["refresh_token"]
     third = refresh_native(client, second).json["refresh_token"]
-    # `first` is an older ancestor of the live token: reuse, whatever the grace window.
+    # `first` was spent outside any grace window: reuse.
     response = refresh_native(client, first)
     assert response.status_code == 401
     assert response.json == {
@@ -172,7 +175,7 @@ def test_reuse_revocation_is_committed_before_the_401(app: Flask) -> None:
     successor = service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
     service_rotate(app, successor.refresh_token, T0 + timedelta(seconds=2))
     with pytest.raises(InvalidGrant):
-        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=3))
+        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1) + GRACE + MICRO)
     # service_rotate rolled the session back, as a failing request would; the revocation stays.
     assert session_row(app, issued.session_id).revoked_reason == "refresh_reuse_detected"
     assert (
@@ -228,14 +231,45 @@ def test_replay_just_past_the_grace_window_is_reuse(app: Flask) -> None:
         service_rotate(app, first.refresh_token, rotated_at + GRACE + timedelta(seconds=1))
 
 
-def test_only_the_immediate_predecessor_of_the_live_token_has_grace(app: Flask) -> None:
+@pytest.mark.parametrize("rotations", [2, 3, 5, MAX_GRACE_ROTATIONS])
+def test_a_replay_in_its_window_gets_the_live_token_however_far_the_chain_moved(
+    app: Flask, rotations: int
+) -> None:
+    """Tabs sharing one cookie jar: the oldest cookie lands after others rotated several times."""
+    issued = service_login(app)
+    chain = [issued.refresh_token]
+    for step in range(rotations):
+        chain.append(service_rotate(app, chain[-1], T0 + timedelta(seconds=1 + step)).refresh_token)
+
+    replay = service_rotate(app, issued.refresh_token, T0 + GRACE)
+
+    assert replay.refresh_token == chain[-1]
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == rotations + 1  # no fork
+    assert session_row(app, issued.session_id).revoked_at is None
+    assert token_row(app, chain[-1]).used_at is None  # still the live token
+
+
+def test_a_replay_just_outside_its_own_window_is_reuse_however_fresh_the_chain(
+    app: Flask,
+) -> None:
     issued = service_login(app)
     second = service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
-    third = service_rotate(app, second.refresh_token, T0 + timedelta(seconds=2))
-    replay = service_rotate(app, second.refresh_token, T0 + timedelta(seconds=3))
-    assert replay.refresh_token == third.refresh_token
+    service_rotate(app, second.refresh_token, T0 + GRACE)  # the chain moved just now
+
     with pytest.raises(InvalidGrant, match="already used"):
-        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=4))
+        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1) + GRACE + MICRO)
+
+    assert session_row(app, issued.session_id).revoked_reason == "refresh_reuse_detected"
+
+
+def test_a_chain_longer_than_the_walk_is_reuse(app: Flask) -> None:
+    issued = service_login(app)
+    token = issued.refresh_token
+    for step in range(MAX_GRACE_ROTATIONS + 1):
+        token = service_rotate(app, token, T0 + timedelta(milliseconds=10 * step)).refresh_token
+
+    with pytest.raises(InvalidGrant, match="already used"):
+        service_rotate(app, issued.refresh_token, T0 + timedelta(seconds=1))
 
 
 @pytest.mark.parametrize("app_config", [{"AUTH_REFRESH_REUSE_GRACE": 0}])
