@@ -16,6 +16,7 @@ from .ratelimit import RateLimits
 from .settings import AuthSettings
 from .state import AuthState
 from .state import EXTENSION_KEY
+from .transport import allow_trusted_origins
 from .views import blueprint
 
 
@@ -62,5 +63,6 @@ class AuthManager:
             db=self.db,
         )
         app.register_blueprint(blueprint, url_prefix=settings.url_prefix)
+        allow_trusted_origins(app, settings)
         register_error_handlers(app, json_errors=self.json_errors)
         app.cli.add_command(auth_cli)

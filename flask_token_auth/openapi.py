@@ -215,6 +215,7 @@ def _schemas() -> dict[str, Any]:
                 "token_type": {"const": "Bearer"},
                 "expires_in": {"type": "integer"},
                 "refresh_token": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "csrf_token": _STRING,
                 "user": _USER,
             },
         },

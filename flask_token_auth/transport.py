@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import Flask
 from flask import jsonify
 from flask import request
 from flask import Response
+from flask_cors import CORS
 
 from .errors import CsrfFailed
 from .errors import InvalidRequest
 from .sessions import IssuedTokens
+from .settings import AuthSettings
 from .state import AuthState
 from .state import ClientInfo
 from .tokens import csrf_token_for
 from .tokens import tokens_match
 from .validation import checked_form
+from .validation import is_storable
 from .validation import printable
 
 REFRESH_COOKIE = "refresh_token"
@@ -26,6 +31,7 @@ CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TRANSPORT_HEADER = "X-Token-Transport"
 MAX_USER_AGENT_LENGTH = 512
+CORS_MAX_AGE_SECONDS = 600
 
 
 def client_info() -> ClientInfo:
@@ -84,6 +90,24 @@ def refresh_token_from_request(
     return PresentedRefreshToken(token, from_cookie=True)
 
 
+def allow_trusted_origins(app: Flask, settings: AuthSettings) -> None:
+    """CORS for the origins in AUTH_TRUSTED_ORIGINS, on the auth routes only: credentials
+    allowed, each origin named (never `*`), preflights answered. Nothing when none is listed."""
+    if not settings.trusted_origins:
+        return
+    CORS(
+        app,
+        resources={re.escape(settings.url_prefix) + r"(/.*)?": {}},
+        origins=sorted(settings.trusted_origins),
+        supports_credentials=True,
+        allow_headers=["Content-Type", "Authorization", CSRF_HEADER, TRANSPORT_HEADER],
+        methods=["GET", "POST", "DELETE"],
+        max_age=CORS_MAX_AGE_SECONDS,
+        # Leave the host's exception handling alone: every auth answer passes after_request.
+        intercept_exceptions=False,
+    )
+
+
 def check_origin(state: AuthState) -> None:
     """403 csrf_failed for a request whose Origin is neither ours nor trusted.
 
@@ -95,8 +119,15 @@ def check_origin(state: AuthState) -> None:
     if origin is None:
         return
     own = urlsplit(request.host_url)
-    if origin.rstrip("/") not in state.settings.trusted_origins | {f"{own.scheme}://{own.netloc}"}:
-        raise CsrfFailed("requests from this origin are not allowed")
+    own_origin = f"{own.scheme}://{own.netloc}"
+    if origin.rstrip("/") not in state.settings.trusted_origins | {own_origin}:
+        # Names what it saw and the fix: behind a proxy that rewrites Host, the app's own
+        # origin is not the browser's until ProxyFix (x_host, x_proto) says so.
+        shown = origin if is_storable(origin) and origin.isprintable() else "?"
+        raise CsrfFailed(
+            f"requests from the origin {shown[:200]} are not allowed (this app's own origin is "
+            f"{own_origin}); list it in AUTH_TRUSTED_ORIGINS, or behind a proxy apply ProxyFix"
+        )
 
 
 def _check_csrf(state: AuthState, refresh_token: str) -> None:
@@ -124,12 +155,14 @@ def token_response(
         body["user"] = issued.user.to_public()
     if native:
         body["refresh_token"] = issued.refresh_token
+        return jsonify(body)
+    csrf = csrf_token_for(issued.refresh_token, secret_key=state.settings.jwt_secret_key)
+    # In the JSON too: a page on another origin cannot read the API host's cookie.
+    body["csrf_token"] = csrf
     response = jsonify(body)
-    if not native:
-        max_age = max(0, int((issued.refresh_expires_at - now).total_seconds()))
-        csrf = csrf_token_for(issued.refresh_token, secret_key=state.settings.jwt_secret_key)
-        _set_cookie(response, state, REFRESH_COOKIE, issued.refresh_token, max_age=max_age)
-        _set_cookie(response, state, CSRF_COOKIE, csrf, max_age=max_age)
+    max_age = max(0, int((issued.refresh_expires_at - now).total_seconds()))
+    _set_cookie(response, state, REFRESH_COOKIE, issued.refresh_token, max_age=max_age)
+    _set_cookie(response, state, CSRF_COOKIE, csrf, max_age=max_age)
     return response
 
 

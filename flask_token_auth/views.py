@@ -154,9 +154,12 @@ def refresh() -> Response:
             client=client_info(),
             now=now,
         )
-    # Threat: XSS. A token that came in the HttpOnly cookie never goes back in a readable body.
-    native = wants_body_transport() and not presented.from_cookie
-    return token_response(state, issued, now=now, include_user=False, native=native)
+    # A token goes back the way it came, whatever the headers: one from the body in the body
+    # (a native client that ignores Set-Cookie), one from the HttpOnly cookie in the cookie
+    # (threat: XSS reading it from a body).
+    return token_response(
+        state, issued, now=now, include_user=False, native=not presented.from_cookie
+    )
 
 
 @blueprint.post("/logout")

@@ -270,13 +270,15 @@ def test_login_returns_tokens_and_sets_the_cookies(
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     data = body(response)
-    assert set(data) == {"access_token", "token_type", "expires_in", "user"}
+    assert set(data) == {"access_token", "token_type", "expires_in", "user", "csrf_token"}
     assert data["token_type"] == "Bearer"
     assert data["expires_in"] == 900
     assert data["user"] == user
     cookies = set_cookies(response)
     assert set(cookies) == {"refresh_token", "csrf_token"}
     refresh, csrf = cookies["refresh_token"], cookies["csrf_token"]
+    # A page on another origin cannot read the API host's cookie: the value is in the JSON too.
+    assert data["csrf_token"] == csrf["value"]
     assert REFRESH_TOKEN_PATTERN.fullmatch(refresh["value"])
     assert {"httponly", "secure"} <= set(refresh)
     assert refresh["samesite"] == "Strict"
@@ -405,11 +407,12 @@ def test_cookie_refresh_rotates_both_cookies(
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     data = body(response)
-    assert set(data) == {"access_token", "token_type", "expires_in"}
+    assert set(data) == {"access_token", "token_type", "expires_in", "csrf_token"}
     assert data["token_type"] == "Bearer"
     assert data["expires_in"] == 900
     assert session_id_of(data["access_token"]) == session_id_of(access_token)
     cookies = set_cookies(response)
+    assert data["csrf_token"] == cookies["csrf_token"]["value"]
     assert set(cookies) == {"refresh_token", "csrf_token"}
     new_token = cookies["refresh_token"]["value"]
     assert REFRESH_TOKEN_PATTERN.fullmatch(new_token)
@@ -523,7 +526,7 @@ def test_cookie_refresh_never_returns_the_token_in_the_body(
     response = client.post("/auth/refresh", headers=headers)
 
     assert response.status_code == 200
-    assert set(body(response)) == {"access_token", "token_type", "expires_in"}
+    assert set(body(response)) == {"access_token", "token_type", "expires_in", "csrf_token"}
     cookies = set_cookies(response)
     assert set(cookies) == {"refresh_token", "csrf_token"}
     assert refresh_row(app, cookies["refresh_token"]["value"]).parent_id == (
