@@ -1,6 +1,8 @@
-"""The service's own routes: two protected ones to try the extension with, and a health check."""
+"""The service's own routes: the demo page, two protected routes, a health check, metrics."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from flask import Blueprint
 from flask import jsonify
@@ -13,6 +15,15 @@ from flask_token_auth import current_claims
 from flask_token_auth import current_user
 
 demo = Blueprint("demo", __name__)
+
+
+DEMO_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
+
+
+@demo.get("/")
+def index() -> Response:
+    """The demo page: register, log in, call a protected route, sessions, log out."""
+    return Response(DEMO_PAGE.read_bytes(), mimetype="text/html")
 
 
 @demo.get("/api/hello")

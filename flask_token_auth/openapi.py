@@ -136,6 +136,18 @@ def _paths() -> dict[str, Any]:
                 },
             )
         },
+        "/client.js": {
+            "get": _operation(
+                "The browser client, an ES module",
+                answers={"200": _text("text/javascript")},
+            )
+        },
+        "/client.d.ts": {
+            "get": _operation(
+                "The browser client's TypeScript declarations",
+                answers={"200": _text("application/typescript")},
+            )
+        },
         "/openapi.json": {
             "get": _operation("This document", answers={"200": _json({"type": "object"})})
         },
@@ -188,6 +200,10 @@ def _form(fields: dict[str, Any], *, required: bool) -> dict[str, Any]:
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": "JSON", "content": {"application/json": {"schema": schema}}}
+
+
+def _text(media_type: str) -> dict[str, Any]:
+    return {"description": media_type, "content": {media_type: {"schema": _STRING}}}
 
 
 def _schemas() -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from datetime import UTC
+from pathlib import Path
 
 from flask import Blueprint
 from flask import jsonify
@@ -44,6 +46,7 @@ from .validation import canonical_email
 from .validation import is_session_id
 
 JWKS_MAX_AGE_SECONDS = 300
+STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 # Named apart from the "auth" blueprints many hosts already have.
 blueprint = Blueprint("token_auth", __name__)
 # JSON on the auth routes even when the host keeps its own error pages (json_errors=False).
@@ -271,6 +274,28 @@ def change_password() -> Response:
         now=datetime.now(UTC),
     )
     return Response(status=204)
+
+
+@blueprint.get("/client.js")
+def browser_client() -> Response:
+    """The browser module (ES module, no dependencies); its types at client.d.ts."""
+    return _static("client.js", "text/javascript")
+
+
+@blueprint.get("/client.d.ts")
+def browser_client_types() -> Response:
+    return _static("client.d.ts", "application/typescript")
+
+
+def _static(name: str, mimetype: str) -> Response:
+    response = Response(_static_file(name), mimetype=mimetype)
+    response.headers["Cache-Control"] = "no-cache"  # revalidate: a new version arrives at once
+    return response
+
+
+@functools.cache
+def _static_file(name: str) -> bytes:
+    return (STATIC_DIRECTORY / name).read_bytes()
 
 
 @blueprint.get("/openapi.json")

@@ -1,0 +1,56 @@
+// Types of client.js, the flask-token-auth browser client.
+
+export class SessionEnded extends Error {}
+
+export class RefreshFailed extends Error {
+  readonly status: number;
+}
+
+export interface User {
+  id: number;
+  email: string;
+  role: string;
+  created_at: string;
+}
+
+export interface AuthClientOptions {
+  /** The API's origin (default: the page's own). Bearer tokens go to it and nowhere else. */
+  apiOrigin?: string;
+  /** AUTH_URL_PREFIX of the server (default "/auth"). */
+  prefix?: string;
+  /** Refresh this long before the access token expires (default 30). */
+  refreshAheadSeconds?: number;
+}
+
+export interface AxiosLike {
+  interceptors: {
+    request: { use(onFulfilled: (config: any) => any): unknown };
+    response: { use(onFulfilled: undefined, onRejected: (error: any) => any): unknown };
+  };
+  (config: any): Promise<any>;
+}
+
+export interface AuthClient {
+  readonly apiOrigin: string;
+  /** The access token, in memory only (null when logged out). */
+  readonly accessToken: string | null;
+  /** When the access token expires, in milliseconds since the epoch (0 when logged out). */
+  readonly expiresAt: number;
+  readonly loggedIn: boolean;
+  /** "logout" fires once the session is over (401 invalid_grant, or a logout here or in a tab). */
+  on(event: "login" | "refresh" | "logout", handler: (detail?: unknown) => void): () => void;
+  /** fetch with the Bearer token for the API origin; refreshes ahead, retries once on 401. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** One refresh, shared by every caller and every tab; SessionEnded or RefreshFailed. */
+  refresh(): Promise<void>;
+  register(email: string, password: string): Promise<User>;
+  login(email: string, password: string): Promise<User>;
+  /** After a reload: refresh from the cookie; true if the session is still live. */
+  restore(): Promise<boolean>;
+  logout(): Promise<void>;
+  logoutAll(): Promise<void>;
+  /** Bearer on requests to the API origin, one refresh and one retry on 401 invalid_token. */
+  installAxios(axios: AxiosLike): void;
+}
+
+export function createAuthClient(options?: AuthClientOptions): AuthClient;

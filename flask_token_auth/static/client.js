@@ -1,0 +1,255 @@
+// flask-token-auth browser client: one dependency-free ES module, served at <prefix>/client.js.
+//
+//   import { createAuthClient } from "/auth/client.js";
+//   const auth = createAuthClient();                  // or { apiOrigin: "https://api.example" }
+//   auth.on("logout", () => showLoginForm());
+//   await auth.restore();                              // after a reload: true if still logged in
+//   await auth.login(email, password);
+//   const response = await auth.fetch("/api/hello");   // Bearer attached, refreshed when needed
+//
+// The access token lives in memory only and goes only to `apiOrigin`. The refresh token is an
+// HttpOnly cookie scripts never see; the CSRF value (useless without that cookie) is kept where
+// a page on another origin can find it again after a reload. One refresh at a time, across the
+// page (a shared promise) and across tabs (Web Locks, results shared by BroadcastChannel).
+// Only a definitive "session over" (401 invalid_grant) logs out; a 403, 429 or 5xx does not.
+
+const CSRF_COOKIE = "csrf_token";
+const AUTH_PATHS = ["/login", "/register", "/refresh", "/logout"];
+
+export class SessionEnded extends Error {}
+
+export class RefreshFailed extends Error {
+  constructor(status) {
+    super(`refresh failed with HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+export function createAuthClient(options = {}) {
+  const apiOrigin = new URL(options.apiOrigin ?? location.origin).origin;
+  const prefix = options.prefix ?? "/auth";
+  const refreshAheadMs = (options.refreshAheadSeconds ?? 30) * 1000;
+  const csrfKey = `flask-token-auth:csrf:${apiOrigin}`;
+  const channel = "BroadcastChannel" in globalThis
+    ? new BroadcastChannel(`flask-token-auth:${apiOrigin}`)
+    : null;
+  const listeners = { login: [], refresh: [], logout: [] };
+  let accessToken = null;
+  let expiresAt = 0;
+  let generation = 0;
+  let inflight = null;
+  let timer = null;
+
+  const emit = (name, detail) => listeners[name].forEach((handler) => handler(detail));
+  const api = (path) => `${apiOrigin}${prefix}${path}`;
+
+  function isOurs(url) {
+    return url.origin === apiOrigin;
+  }
+
+  function isAuthEndpoint(url) {
+    return isOurs(url) && AUTH_PATHS.some((path) => url.pathname === prefix + path);
+  }
+
+  function csrfValue() {
+    if (apiOrigin === location.origin) {
+      const cookie = document.cookie.split("; ").find((c) => c.startsWith(`${CSRF_COOKIE}=`));
+      if (cookie) return decodeURIComponent(cookie.slice(CSRF_COOKIE.length + 1));
+    }
+    return localStorage.getItem(csrfKey);
+  }
+
+  function adopt(body, { announce = true } = {}) {
+    accessToken = body.access_token;
+    expiresAt = Date.now() + body.expires_in * 1000;
+    generation += 1;
+    if (body.csrf_token && apiOrigin !== location.origin) {
+      localStorage.setItem(csrfKey, body.csrf_token);
+    }
+    schedule();
+    if (announce && channel) {
+      channel.postMessage({ type: "tokens", access_token: accessToken, expires_at: expiresAt });
+    }
+  }
+
+  function forget({ announce = true } = {}) {
+    const wasLoggedIn = accessToken !== null;
+    accessToken = null;
+    expiresAt = 0;
+    generation += 1;
+    clearTimeout(timer);
+    localStorage.removeItem(csrfKey);
+    if (announce && channel) channel.postMessage({ type: "logout" });
+    if (wasLoggedIn || announce) emit("logout");
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    const wait = Math.max(0, expiresAt - Date.now() - refreshAheadMs);
+    timer = setTimeout(() => refresh().catch(() => {}), wait);
+  }
+
+  function stale() {
+    return accessToken === null || Date.now() >= expiresAt - refreshAheadMs;
+  }
+
+  if (channel) {
+    channel.onmessage = ({ data }) => {
+      if (data.type === "tokens") {
+        accessToken = data.access_token;
+        expiresAt = data.expires_at;
+        generation += 1;
+        schedule();
+        emit("refresh");
+      } else if (data.type === "logout") {
+        forget({ announce: false });
+      }
+    };
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && accessToken !== null && stale()) {
+      refresh().catch(() => {});
+    }
+  });
+
+  async function post(path, body, headers = {}) {
+    return fetch(api(path), {
+      method: "POST",
+      credentials: "include",
+      headers: { "Content-Type": "application/json", ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  async function refreshNow(seenGeneration) {
+    // Another tab (or this one) refreshed while we waited for the lock: take its result.
+    if (generation !== seenGeneration && !stale()) return;
+    const response = await post("/refresh", undefined, { "X-CSRF-Token": csrfValue() ?? "" });
+    const body = await response.json().catch(() => ({}));
+    if (response.ok) {
+      adopt(body);
+      emit("refresh");
+      return;
+    }
+    if (response.status === 401 && body.error === "invalid_grant") {
+      forget();
+      throw new SessionEnded(body.error_description ?? "the session has ended");
+    }
+    throw new RefreshFailed(response.status);
+  }
+
+  function refresh() {
+    if (!inflight) {
+      const seen = generation;
+      const run = () => refreshNow(seen);
+      const locked = navigator.locks
+        ? navigator.locks.request(`flask-token-auth:refresh:${apiOrigin}`, run)
+        : run();
+      inflight = locked.finally(() => {
+        inflight = null;
+      });
+    }
+    return inflight;
+  }
+
+  function authorize(init, url) {
+    const headers = new Headers(init.headers ?? {});
+    if (isOurs(url) && accessToken) headers.set("Authorization", `Bearer ${accessToken}`);
+    return { credentials: isOurs(url) ? "include" : init.credentials, ...init, headers };
+  }
+
+  async function authFetch(input, init = {}) {
+    const url = new URL(input instanceof Request ? input.url : input, location.href);
+    if (isOurs(url) && !isAuthEndpoint(url) && accessToken !== null && stale()) {
+      await refresh().catch(() => {});
+    }
+    let response = await fetch(input, authorize(init, url));
+    if (response.status === 401 && isOurs(url) && !isAuthEndpoint(url) && accessToken !== null) {
+      const body = await response.clone().json().catch(() => ({}));
+      if (body.error === "invalid_token") {
+        await refresh();
+        response = await fetch(input, authorize(init, url));
+      }
+    }
+    return response;
+  }
+
+  return {
+    apiOrigin,
+    on(name, handler) {
+      listeners[name].push(handler);
+      return () => {
+        listeners[name] = listeners[name].filter((h) => h !== handler);
+      };
+    },
+    get accessToken() {
+      return accessToken;
+    },
+    get expiresAt() {
+      return expiresAt;
+    },
+    get loggedIn() {
+      return accessToken !== null;
+    },
+    fetch: authFetch,
+    refresh,
+    async register(email, password) {
+      const response = await post("/register", { email, password });
+      const body = await response.json();
+      if (!response.ok) throw Object.assign(new Error(body.error_description), body);
+      return body.user;
+    },
+    async login(email, password) {
+      const response = await post("/login", { email, password });
+      const body = await response.json();
+      if (!response.ok) throw Object.assign(new Error(body.error_description), body);
+      adopt(body);
+      emit("login", body.user);
+      return body.user;
+    },
+    async restore() {
+      if (csrfValue() === null) return false;
+      try {
+        await refresh();
+        return true;
+      } catch (error) {
+        if (error instanceof SessionEnded) return false;
+        throw error;
+      }
+    },
+    async logout() {
+      await post("/logout", undefined, { "X-CSRF-Token": csrfValue() ?? "" }).catch(() => {});
+      forget();
+    },
+    async logoutAll() {
+      // The answer ends every session and clears the cookies.
+      await authFetch(api("/logout-all"), { method: "POST" }).catch(() => {});
+      forget();
+    },
+    installAxios(axios) {
+      axios.interceptors.request.use(async (config) => {
+        const url = new URL(config.url, config.baseURL ?? location.href);
+        if (isOurs(url) && !isAuthEndpoint(url) && accessToken !== null && stale()) {
+          await refresh().catch(() => {});
+        }
+        if (isOurs(url) && accessToken) {
+          config.headers = { ...config.headers, Authorization: `Bearer ${accessToken}` };
+          config.withCredentials = true;
+        }
+        return config;
+      });
+      axios.interceptors.response.use(undefined, async (error) => {
+        const config = error.config ?? {};
+        const url = new URL(config.url ?? "", config.baseURL ?? location.href);
+        const code = error.response?.data?.error;
+        if (error.response?.status === 401 && code === "invalid_token" && !config._retried &&
+            isOurs(url) && !isAuthEndpoint(url)) {
+          await refresh();
+          return axios({ ...config, _retried: true });
+        }
+        throw error;
+      });
+    },
+  };
+}
