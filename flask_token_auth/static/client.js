@@ -16,11 +16,17 @@
 const CSRF_COOKIE = "csrf_token";
 const AUTH_PATHS = ["/login", "/register", "/refresh", "/logout"];
 
-export class SessionEnded extends Error {}
+export class SessionEnded extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "SessionEnded";
+  }
+}
 
 export class RefreshFailed extends Error {
   constructor(status) {
     super(`refresh failed with HTTP ${status}`);
+    this.name = "RefreshFailed";
     this.status = status;
   }
 }
@@ -36,6 +42,7 @@ export function createAuthClient(options = {}) {
   const listeners = { login: [], refresh: [], logout: [] };
   let accessToken = null;
   let expiresAt = 0;
+  let lifetimeMs = 0;
   let generation = 0;
   let inflight = null;
   let timer = null;
@@ -61,7 +68,8 @@ export function createAuthClient(options = {}) {
 
   function adopt(body, { announce = true } = {}) {
     accessToken = body.access_token;
-    expiresAt = Date.now() + body.expires_in * 1000;
+    lifetimeMs = body.expires_in * 1000;
+    expiresAt = Date.now() + lifetimeMs;
     generation += 1;
     if (body.csrf_token && apiOrigin !== location.origin) {
       localStorage.setItem(csrfKey, body.csrf_token);
@@ -83,20 +91,24 @@ export function createAuthClient(options = {}) {
     if (wasLoggedIn || announce) emit("logout");
   }
 
+  // Never more than half the token's lifetime ahead, or a short TTL would refresh in a loop.
+  const aheadMs = () => Math.min(refreshAheadMs, lifetimeMs / 2);
+
   function schedule() {
     clearTimeout(timer);
-    const wait = Math.max(0, expiresAt - Date.now() - refreshAheadMs);
+    const wait = Math.max(0, expiresAt - Date.now() - aheadMs());
     timer = setTimeout(() => refresh().catch(() => {}), wait);
   }
 
   function stale() {
-    return accessToken === null || Date.now() >= expiresAt - refreshAheadMs;
+    return accessToken === null || Date.now() >= expiresAt - aheadMs();
   }
 
   if (channel) {
     channel.onmessage = ({ data }) => {
       if (data.type === "tokens") {
         accessToken = data.access_token;
+        lifetimeMs = Math.max(lifetimeMs, data.expires_at - Date.now());
         expiresAt = data.expires_at;
         generation += 1;
         schedule();

@@ -1,0 +1,372 @@
+"""The browser module and the demo page in real headless Chromium (Debian's), under gunicorn.
+
+Skipped with the reason where Chromium is not installed; `.ci/run` installs it and sets
+TEST_REQUIRE_BROWSER=1, which turns a skip into a failure.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import app_with_tables
+from tests.conftest import SECRET
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+# Flags that keep a headless Chromium off the network it cannot reach and out of the sandbox
+# that root cannot use.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"
+SCREENSHOT = os.environ.get("DEMO_SCREENSHOT")
+GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing but TEST_REQUIRE_BROWSER=1")
+        pytest.skip(
+            f"{CHROMIUM} is not installed (apt-get install chromium); browser tests skipped"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Site:
+    """The reference service under gunicorn on a SQLite file of its own."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.database = f"sqlite:///{tmp_path / f'site-{secrets.token_hex(3)}.db'}"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = os.environ | {
+            "DATABASE_URL": self.database,
+            "SECRET_KEY": SECRET,
+            "AUTH_COOKIE_SECURE": "false",
+            "AUTH_RATELIMIT_ENABLED": "false",
+            **env,
+        }
+        self.tmp_path = tmp_path
+
+    def __enter__(self) -> Site:
+        with app_with_tables(self.database):
+            pass
+        self.log = (self.tmp_path / f"gunicorn-{self.port}.log").open("w")
+        self.process = subprocess.Popen(
+            [*GUNICORN, "-b", f"127.0.0.1:{self.port}", "wsgi:app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.base + "/healthz", timeout=1).close()  # noqa: S310
+                return self
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("gunicorn did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+    def count(self, event_type: str) -> int:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.database)
+        with engine.connect() as connection:
+            query = sa.text("SELECT COUNT(*) FROM auth_events WHERE type = :t")
+            count: int = connection.execute(query, {"t": event_type}).scalar_one()
+        engine.dispose()
+        return count
+
+    def register(self, email: str) -> None:
+        request = urllib.request.Request(  # noqa: S310 (a loopback URL the test built)
+            self.base + "/auth/register",
+            data=json.dumps({"email": email, "password": PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with Site(tmp_path) as running:
+        yield running
+
+
+def log_in_on_the_demo_page(page: Any, site: Site, email: str) -> None:
+    page.goto(site.base + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("#login")
+    page.wait_for_selector("#signed-in:not([hidden])")
+
+
+def test_demo_page_register_login_reload_and_storage(
+    browser: Any, site: Site, tmp_path: Path
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site.base + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#email", "ada@example.com")
+    page.fill("#password", PASSWORD)
+    page.click("#register")
+    page.wait_for_function("document.getElementById('output').textContent.startsWith('Registered')")
+    page.click("#login")
+    page.wait_for_selector("#signed-in:not([hidden])")
+    assert page.text_content("#who") == "ada@example.com"
+    page.click("#hello")
+    page.wait_for_function("document.getElementById('output').textContent.includes('hello, user')")
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT, full_page=True)
+
+    # Nothing but the CSRF value is visible to scripts; the access token lives in memory only.
+    stored = page.evaluate(
+        "() => ({local: {...localStorage}, session: {...sessionStorage}, cookie: document.cookie,"
+        " access: window.demoAuth.accessToken})"
+    )
+    assert stored["local"] == {}
+    assert stored["session"] == {}
+    assert [c.split("=")[0] for c in stored["cookie"].split("; ")] == ["csrf_token"]
+    assert stored["access"] not in json.dumps(
+        [stored["local"], stored["session"], stored["cookie"]]
+    )
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies["refresh_token"]["httpOnly"] is True
+    assert cookies["refresh_token"]["value"] not in stored["cookie"]
+
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.is_visible("#signed-in")
+    assert page.text_content("#who") == "ada@example.com"
+
+    # Logout clears everything: the cookies, the token in memory, the page.
+    old_access = page.evaluate("window.demoAuth.accessToken")
+    page.click("#logout")
+    page.wait_for_selector("#signed-out:not([hidden])")
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("window.demoAuth.accessToken") is None
+    assert {c["name"] for c in context.cookies()} == set()
+    request = urllib.request.Request(  # noqa: S310
+        site.base + "/auth/me", headers={"Authorization": f"Bearer {old_access}"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 401
+    context.close()
+
+
+def test_twenty_calls_after_expiry_make_exactly_one_refresh(browser: Any, tmp_path: Path) -> None:
+    with Site(tmp_path, AUTH_ACCESS_TOKEN_TTL="2") as site:
+        site.register("ada@example.com")
+        context = browser.new_context()
+        page = context.new_page()
+        page.clock.install()
+        log_in_on_the_demo_page(page, site, "ada@example.com")
+        page.clock.pause_at(int(time.time() * 1000) + 100)  # no timer fires from here on
+        time.sleep(2.5)  # the access token expires on the server
+        page.clock.set_system_time(int(time.time() * 1000))
+        before = site.count("refreshed")
+
+        statuses = page.evaluate(
+            "async () => Promise.all(Array.from({length: 20},"
+            " () => window.demoAuth.fetch('/api/hello').then((r) => r.status)))"
+        )
+
+        assert statuses == [200] * 20
+        assert site.count("refreshed") == before + 1
+        context.close()
+
+
+def test_three_tabs_refreshing_together_all_stay_logged_in(browser: Any, site: Site) -> None:
+    site.register("ada@example.com")
+    context = browser.new_context()
+    first = context.new_page()
+    log_in_on_the_demo_page(first, site, "ada@example.com")
+    tabs = [first]
+    for _ in range(2):
+        tab = context.new_page()
+        tab.goto(site.base + "/")
+        tab.wait_for_selector("#signed-in:not([hidden])")
+        tabs.append(tab)
+
+    # With the module: one refresh at a time across the tabs, the others take its result.
+    for tab in tabs:
+        tab.evaluate("window.__done = window.demoAuth.refresh().then(() => 'ok', (e) => e.name)")
+    assert [tab.evaluate("window.__done") for tab in tabs] == ["ok"] * 3
+    assert [
+        tab.evaluate("window.demoAuth.fetch('/auth/me').then((r) => r.status)") for tab in tabs
+    ] == [200] * 3
+
+    # With plain fetch and no coordination at all: the server's grace keeps everyone in.
+    plain = (
+        "window.__plain = fetch('/auth/refresh', {method: 'POST', credentials: 'include',"
+        " headers: {'X-CSRF-Token': document.cookie.split('csrf_token=')[1]}})"
+        ".then((r) => r.status)"
+    )
+    for tab in tabs:
+        tab.evaluate(plain)
+    assert [tab.evaluate("window.__plain") for tab in tabs] == [200] * 3
+    assert site.count("refresh_reuse_detected") == 0
+    context.close()
+
+
+def test_reuse_in_one_tab_logs_every_tab_out_without_a_loop(browser: Any, tmp_path: Path) -> None:
+    with Site(tmp_path, AUTH_REFRESH_REUSE_GRACE="1") as site:
+        site.register("ada@example.com")
+        context = browser.new_context()
+        first = context.new_page()
+        log_in_on_the_demo_page(first, site, "ada@example.com")
+        second = context.new_page()
+        second.goto(site.base + "/")
+        second.wait_for_selector("#signed-in:not([hidden])")
+        stolen = {c["name"]: c["value"] for c in context.cookies()}
+        first.evaluate("window.demoAuth.refresh()")
+        time.sleep(1.5)  # the stolen token is now spent for longer than the grace window
+        replay = urllib.request.Request(  # noqa: S310 (a thief replays the old cookie)
+            site.base + "/auth/refresh",
+            method="POST",
+            headers={
+                "Cookie": "; ".join(f"{name}={value}" for name, value in stolen.items()),
+                "X-CSRF-Token": stolen["csrf_token"],
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(replay, timeout=10)  # noqa: S310
+        assert refused.value.code == 401
+        requests: list[str] = []
+        for tab in (first, second):
+            tab.on(
+                "request", lambda r: requests.append(r.url) if "/auth/refresh" in r.url else None
+            )
+
+        outcome = second.evaluate("window.demoAuth.refresh().then(() => 'ok', (e) => e.name)")
+
+        assert outcome == "SessionEnded"
+        for tab in (first, second):
+            tab.wait_for_selector("#signed-out:not([hidden])")
+        first.evaluate("window.demoAuth.fetch('/api/hello').then((r) => r.status)")
+        time.sleep(1)
+        assert len(requests) == 1  # one refresh found the session over; no loop after it
+        assert site.count("refresh_reuse_detected") == 1
+        context.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_page(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler: Callable[..., Any] = partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+SPA = """<!doctype html><script type="module">
+import {{ createAuthClient }} from "{api}/auth/client.js";
+const auth = createAuthClient({{ apiOrigin: "{api}" }});
+window.run = async () => {{
+  const steps = {{}};
+  try {{ await auth.login("ada@example.com", "{password}"); steps.login = "ok"; }}
+  catch (e) {{ steps.login = e.name || "error"; }}
+  steps.me = await auth.fetch("{api}/auth/me").then((r) => r.status, (e) => e.name);
+  steps.refresh = await auth.refresh().then(() => "ok", (e) => e.name);
+  steps.logout = await fetch("{api}/auth/logout", {{method: "POST", credentials: "include",
+    headers: {{"X-CSRF-Token": localStorage.getItem("flask-token-auth:csrf:{api}") || ""}}}})
+    .then((r) => r.status, (e) => e.name);
+  return steps;
+}};
+document.body.dataset.ready = "true";
+</script><body></body>"""
+# A page on an origin that is not listed cannot even load the module (no CORS for it): it
+# tries the API with plain fetch, as an attacker's page would.
+STRANGER = """<!doctype html><script type="module">
+const post = (path, body, headers = {{}}) => fetch("{api}/auth" + path, {{method: "POST",
+  credentials: "include", headers: {{"Content-Type": "application/json", ...headers}},
+  body: JSON.stringify(body)}}).then((r) => r.status, (e) => e.name);
+window.run = async () => ({{
+  login: await post("/login", {{email: "ada@example.com", password: "{password}"}}),
+  refresh: await post("/refresh", {{}}, {{"X-CSRF-Token": document.cookie}}),
+  logout: await post("/logout", {{}}),
+}});
+document.body.dataset.ready = "true";
+</script><body></body>"""
+
+
+def test_a_listed_origin_works_end_to_end_and_another_cannot(browser: Any, tmp_path: Path) -> None:
+    pages = tmp_path / "spa"
+    pages.mkdir()
+    listed, listed_origin = serve_page(pages)
+    stranger, stranger_origin = serve_page(pages)
+    try:
+        with Site(tmp_path, AUTH_TRUSTED_ORIGINS=listed_origin) as site:
+            (pages / "index.html").write_text(SPA.format(api=site.base, password=PASSWORD))
+            (pages / "stranger.html").write_text(STRANGER.format(api=site.base, password=PASSWORD))
+            site.register("ada@example.com")
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(listed_origin + "/index.html")
+            page.wait_for_selector("body[data-ready=true]", state="attached")
+            assert page.evaluate("window.run()") == {
+                "login": "ok",
+                "me": 200,
+                "refresh": "ok",
+                "logout": 204,
+            }
+
+            other = context.new_page()
+            page.evaluate("window.run()")  # logged in again from the listed page
+            other.goto(stranger_origin + "/stranger.html")
+            other.wait_for_selector("body[data-ready=true]", state="attached")
+            # The browser's preflight finds no CORS for this origin: nothing is even sent.
+            assert other.evaluate("window.run()") == {
+                "login": "TypeError",
+                "refresh": "TypeError",
+                "logout": "TypeError",
+            }
+            assert site.count("refreshed") == 2  # only the listed page's two runs
+            assert site.count("logout") == 2
+            context.close()
+    finally:
+        for server in (listed, stranger):
+            server.shutdown()
+            server.server_close()
