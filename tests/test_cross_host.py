@@ -1,0 +1,103 @@
+"""Two gunicorn instances (two workers each) on one database, as two hosts would be: 64
+concurrent refreshes of one token spread over both rotate it exactly once, every replay gets
+the live token, and nothing answers 5xx, on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.conftest import PASSWORD
+from tests.conftest import SECRET
+from tests.helpers import free_port
+from tests.helpers import scalar
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+RACERS = 64
+
+
+def post(base: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 (a loopback URL the test built)
+        base + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Token-Transport": "body"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def instance(stack: ExitStack, database_url: str, log: Path) -> str:
+    """One more gunicorn instance (2 workers) on `database_url`; its base URL."""
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": SECRET,
+        "AUTH_RATELIMIT_ENABLED": "false",
+    }
+    output = stack.enter_context(log.open("w"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=output,
+    )
+    stack.callback(process.wait, 30)
+    stack.callback(process.terminate)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1).close()  # noqa: S310
+            return base
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"gunicorn did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def two_hosts(app: Flask, database_url: str, tmp_path: Path) -> Iterator[list[str]]:
+    with ExitStack() as stack:
+        yield [instance(stack, database_url, tmp_path / f"host{n}.log") for n in (1, 2)]
+
+
+def test_sixty_four_refreshes_over_two_hosts_rotate_once(app: Flask, two_hosts: list[str]) -> None:
+    first, second = two_hosts
+    credentials = {"email": "ada@example.com", "password": PASSWORD}
+    assert post(first, "/auth/register", credentials)[0] == 201
+    status, tokens = post(second, "/auth/login", credentials)
+    assert status == 200
+    token = tokens["refresh_token"]
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        answers = list(
+            pool.map(
+                lambda n: post(two_hosts[n % 2], "/auth/refresh", {"refresh_token": token}),
+                range(RACERS),
+            )
+        )
+
+    assert [status for status, _ in answers] == [200] * RACERS
+    assert len({body["refresh_token"] for _, body in answers}) == 1  # every one got the live token
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == 2  # one rotation, no fork
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NOT NULL") == 0
+    live = answers[0][1]["refresh_token"]
+    assert post(first, "/auth/refresh", {"refresh_token": live})[0] == 200
