@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import accounts
+from . import maintenance
 from . import revocation
 from . import sessions
 from .engines import is_missing_table
@@ -64,10 +65,11 @@ def create_user(email: str, role: str) -> None:
 
 @auth_cli.command("prune")
 def prune() -> None:
-    """Delete expired refresh tokens and ended sessions; print the counts."""
-    counts = sessions.prune(auth_state(), now=datetime.now(UTC))
+    """Delete expired refresh tokens, ended sessions and old audit events, in batches."""
+    counts = maintenance.prune(auth_state(), now=datetime.now(UTC))
     click.echo(
-        f"deleted {counts['refresh_tokens']} refresh tokens and {counts['sessions']} sessions"
+        f"deleted {counts['refresh_tokens']} refresh tokens, {counts['sessions']} sessions"
+        f" and {counts['audit_events']} audit events"
     )
 
 

@@ -1,4 +1,4 @@
-"""Use cases about sessions: login, the session check, listing, pruning.
+"""Use cases about sessions: login, the session check, listing.
 
 Rotating a refresh token is in `rotation`; revoking sessions (logout and the rest) in
 `revocation`.
@@ -11,8 +11,6 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import bindparam
-from sqlalchemy import delete
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import scoped_session
 
@@ -192,24 +190,3 @@ def live_sessions(state: AuthState, *, user_id: int, now: datetime) -> list[Auth
             .order_by(AuthSession.created_at.desc(), AuthSession.id)
         )
     )
-
-
-def prune(state: AuthState, *, now: datetime) -> dict[str, int]:
-    """Delete expired refresh tokens and ended (expired or revoked) sessions; counts. Commits.
-
-    Spent tokens are kept until they expire: they are what reuse detection recognises.
-    """
-    db_session = state.session
-    ended = or_(AuthSession.expires_at <= now, AuthSession.revoked_at.is_not(None))
-    ended_ids = select(AuthSession.id).where(ended).scalar_subquery()
-    tokens = db_session.execute(
-        delete(RefreshToken).where(
-            or_(RefreshToken.expires_at <= now, RefreshToken.session_id.in_(ended_ids))
-        ),
-        execution_options={"synchronize_session": False},
-    ).rowcount  # type: ignore[attr-defined]
-    sessions = db_session.execute(
-        delete(AuthSession).where(ended), execution_options={"synchronize_session": False}
-    ).rowcount  # type: ignore[attr-defined]
-    db_session.commit()
-    return {"refresh_tokens": int(tokens), "sessions": int(sessions)}

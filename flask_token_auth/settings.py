@@ -94,6 +94,11 @@ class AuthSettings:
         Duration(allow_zero=True),
         "how long after its rotation a token may come back without counting as reuse (0: never)",
     )
+    audit_retention: timedelta = setting(
+        timedelta(days=365),
+        Duration(),
+        "how long audit events are kept; `flask auth prune` deletes older ones",
+    )
     url_prefix: str = setting(
         "/auth", Text(path=True), "where the blueprint is mounted; the refresh cookie's Path"
     )

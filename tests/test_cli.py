@@ -408,7 +408,7 @@ def test_prune_deletes_expired_tokens_and_ended_sessions(
     result = runner.invoke(args=["auth", "prune"])
 
     assert result.exit_code == 0, result.output
-    assert result.output == "deleted 3 refresh tokens and 2 sessions\n"
+    assert result.output == "deleted 3 refresh tokens, 2 sessions and 0 audit events\n"
     remaining_sessions = {row.id for row in rows(app, "SELECT id FROM auth_sessions")}
     assert remaining_sessions == {live, rotated}
     remaining_tokens = rows(app, "SELECT session_id, used_at FROM refresh_tokens")
@@ -423,14 +423,14 @@ def test_prune_deletes_expired_tokens_and_ended_sessions(
 
     again = runner.invoke(args=["auth", "prune"])
     assert again.exit_code == 0, again.output
-    assert again.output == "deleted 0 refresh tokens and 0 sessions\n"
+    assert again.output == "deleted 0 refresh tokens, 0 sessions and 0 audit events\n"
 
 
 def test_prune_on_empty_database(app: Flask, runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["auth", "prune"])
 
     assert result.exit_code == 0, result.output
-    assert result.output == "deleted 0 refresh tokens and 0 sessions\n"
+    assert result.output == "deleted 0 refresh tokens, 0 sessions and 0 audit events\n"
 
 
 # keygen
