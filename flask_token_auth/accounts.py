@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from . import audit
 from .errors import AccessDenied
+from .errors import BadCredentials
 from .errors import Conflict
-from .errors import InvalidGrant
 from .errors import InvalidRequest
 from .errors import NotFound
 from .models import User
@@ -78,7 +78,7 @@ def authenticate(
 ) -> User:
     """The active user with these credentials, its hash upgraded if the profile changed.
 
-    Raises InvalidGrant with one message for every failure, after the same argon2 work,
+    Raises BadCredentials with one message for every failure, after the same argon2 work,
     and commits a `login_failed` event first. Leaves a successful login uncommitted.
     """
     if not isinstance(password, str) or not isinstance(email, str):
@@ -99,7 +99,7 @@ def authenticate(
 def fail_login(
     state: AuthState, *, user_id: int | None, reason: str, client: ClientInfo, now: datetime
 ) -> NoReturn:
-    """Roll back the attempt, commit a `login_failed` event, raise InvalidGrant."""
+    """Roll back the attempt, commit a `login_failed` event, raise BadCredentials."""
     db_session = state.session
     db_session.rollback()
     audit.record_event(
@@ -111,7 +111,7 @@ def fail_login(
         detail={"reason": reason},
     )
     db_session.commit()
-    raise InvalidGrant(BAD_CREDENTIALS)
+    raise BadCredentials(BAD_CREDENTIALS)
 
 
 def change_password(

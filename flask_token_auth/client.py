@@ -130,11 +130,16 @@ class TokenAuth(httpx.Auth):
 
     requires_response_body = True
 
-    def __init__(self, store: TokenStore, *, prefix: str = "/auth") -> None:
+    def __init__(
+        self, store: TokenStore, *, prefix: str = "/auth", base_url: str | None = None
+    ) -> None:
         if not prefix.startswith("/") or prefix.endswith("/"):
             raise ValueError(f"prefix must be a path such as '/auth', not {prefix!r}")
         self.store = store
         self.prefix = prefix
+        # Threat: tokens sent to another host. Only this server's requests carry them; it is
+        # `base_url`, or the client's base_url at log_in.
+        self._server = httpx.URL(base_url) if base_url else None
         self._token_paths = {f"{prefix}/{name}" for name in ("login", "register", "refresh")}
         # (access token, generation) in one attribute, so that no reader sees them mixed.
         self._current: tuple[str | None, int] = (None, 0)
@@ -175,7 +180,7 @@ class TokenAuth(httpx.Auth):
             (await client.post(self._url(client, "logout"), **_native(body))).raise_for_status()
 
     def sync_auth_flow(self, request: httpx.Request) -> _SyncFlow:
-        if request.url.path in self._token_paths:
+        if not self._ours(request.url) or request.url.path in self._token_paths:
             yield request
             return
         request.read()  # a retry sends the body again
@@ -195,7 +200,7 @@ class TokenAuth(httpx.Auth):
             access = None  # refreshed next, unless another request did since `generation`
 
     async def async_auth_flow(self, request: httpx.Request) -> _AsyncFlow:
-        if request.url.path in self._token_paths:
+        if not self._ours(request.url) or request.url.path in self._token_paths:
             yield request
             return
         await request.aread()
@@ -218,7 +223,17 @@ class TokenAuth(httpx.Auth):
     def _url(self, client: httpx.Client | httpx.AsyncClient, name: str) -> httpx.URL:
         if not client.base_url.host:
             raise ValueError("the client needs a base_url: httpx.Client(base_url=..., auth=auth)")
-        return client.base_url.join(f"{self.prefix}/{name}")
+        if self._server is None:
+            self._server = client.base_url
+        return self._server.join(f"{self.prefix}/{name}")
+
+    def _ours(self, url: httpx.URL) -> bool:
+        server = self._server
+        return server is not None and (url.scheme, url.host, url.port) == (
+            server.scheme,
+            server.host,
+            server.port,
+        )
 
     def _forget(self) -> dict[str, str]:
         """Clear the store and the access token; the logout body of the token they held."""
@@ -242,6 +257,7 @@ class TokenAuth(httpx.Auth):
         return httpx.Request(
             "POST",
             request.url.copy_with(path=f"{self.prefix}/refresh", query=None, fragment=None),
+            # _ours(request.url) held: this is the server's own origin.
             json={"refresh_token": refresh_token},
             headers=BODY_TRANSPORT,
             extensions={k: v for k, v in request.extensions.items() if k == "timeout"},

@@ -49,11 +49,18 @@ class InsufficientScope(AuthError):
 
 
 class InvalidGrant(AuthError):
-    """Bad credentials or refresh token: the session is over for this client."""
+    """A refresh token that cannot be used: the session is over for this client."""
 
     status_code = 401
     error = "invalid_grant"
     clears_cookies = True
+
+
+class BadCredentials(InvalidGrant):
+    """A failed login. It ends nothing: other tabs' cookies stay (a mistyped password in one
+    tab must not log the whole browser out)."""
+
+    clears_cookies = False
 
 
 class CsrfFailed(AuthError):

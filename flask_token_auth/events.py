@@ -23,7 +23,9 @@ WARNING_EVENTS = frozenset({"refresh_reuse_detected", "login_failed", RATE_LIMIT
 
 _signals = Namespace()
 #: Sent with `event=` an `AuthEventRecord` for every security event, after it is committed;
-#: the sender is the app. `auth_event.connect(receiver)` to subscribe.
+#: the sender is the app. `auth_event.connect(receiver)` to subscribe. Receivers run inside the
+#: session's commit hook: they must not use the database session (queue such work instead),
+#: and one that raises is logged and skipped.
 auth_event = _signals.signal("flask-token-auth-event")
 logger = logging.getLogger("flask_token_auth.events")
 
@@ -54,4 +56,9 @@ def publish(events: Iterable[AuthEventRecord]) -> None:
             extra={"auth_event": dataclasses.asdict(event)},
         )
         metrics.count_event(event.type, event.detail or {})
-        auth_event.send(sender, event=event)
+        for receiver in auth_event.receivers_for(sender):
+            # A subscriber's failure must not turn a committed request into an error.
+            try:
+                receiver(sender, event=event)
+            except Exception:
+                logger.exception("a receiver of auth_event failed on %s", event.type)

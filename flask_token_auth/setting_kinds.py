@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from limits import parse
 
 _UNITS = ((86400, "days"), (3600, "h"), (60, "min"))
 _LISTS = (list, tuple, set, frozenset)
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 class SettingError(ValueError):
@@ -148,12 +150,21 @@ class Duration(Kind):
 
 
 class Origins(Kind):
-    """Origins such as https://app.example.com, compared without a trailing slash."""
+    """Origins such as https://app.example.com[:port], compared without a trailing slash.
+
+    Nothing else: a wildcard or a `null` would admit pages no one listed.
+    """
 
     def check(self, value: Any) -> frozenset[str]:
         if not isinstance(value, _LISTS) or not all(isinstance(item, str) for item in value):
             raise SettingError(f"must be a list of strings, got {value!r}", "use a list")
-        return frozenset(origin.rstrip("/") for origin in value)
+        origins = frozenset(origin.rstrip("/") for origin in value)
+        for origin in sorted(origins):
+            if not _ORIGIN.fullmatch(origin):
+                raise SettingError(
+                    f"{origin!r} is not an origin", "write scheme://host[:port], no path or *"
+                )
+        return origins
 
     def from_text(self, text: str) -> tuple[str, ...]:
         return tuple(item.strip() for item in text.split(",") if item.strip())

@@ -97,7 +97,8 @@ def allow_trusted_origins(app: Flask, settings: AuthSettings) -> None:
         return
     CORS(
         app,
-        resources={re.escape(settings.url_prefix) + r"(/.*)?": {}},
+        # Anchored: flask-cors matches from the start only, and /authors is not ours.
+        resources={re.escape(settings.url_prefix) + r"(/.*)?\Z": {}},
         origins=sorted(settings.trusted_origins),
         supports_credentials=True,
         allow_headers=["Content-Type", "Authorization", CSRF_HEADER, TRANSPORT_HEADER],

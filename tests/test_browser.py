@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -370,3 +371,60 @@ def test_a_listed_origin_works_end_to_end_and_another_cannot(browser: Any, tmp_p
         for server in (listed, stranger):
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture(scope="module")
+def axios_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """axios from the npm registry (its browser build), for the interceptor test."""
+    if shutil.which("npm") is None:
+        if os.environ.get("TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail("npm is missing but TEST_REQUIRE_BROWSER=1")
+        pytest.skip("npm is not installed; the axios test is skipped")
+    directory = tmp_path_factory.mktemp("axios")
+    subprocess.run(
+        ["npm", "pack", "axios@1", "--silent"], cwd=directory, check=True, capture_output=True
+    )
+    (tarball,) = directory.glob("axios-*.tgz")
+    subprocess.run(["tar", "xzf", tarball.name], cwd=directory, check=True)
+    return directory / "package" / "dist" / "axios.min.js"
+
+
+AXIOS_PAGE = """<!doctype html><script src="axios.min.js"></script><script type="module">
+import {{ createAuthClient }} from "{api}/auth/client.js";
+const auth = createAuthClient({{ apiOrigin: "{api}" }});
+auth.installAxios(axios);
+window.auth = auth;
+window.me = () => axios.get("{api}/auth/me").then((r) => r.status, (e) => e.response?.status);
+document.body.dataset.ready = "true";
+</script><body></body>"""
+
+
+def test_the_axios_interceptor_attaches_and_refreshes(
+    browser: Any, axios_script: Path, tmp_path: Path
+) -> None:
+    pages = tmp_path / "axios-page"
+    pages.mkdir()
+    shutil.copy(axios_script, pages / "axios.min.js")
+    server, origin = serve_page(pages)
+    try:
+        with Site(tmp_path, AUTH_TRUSTED_ORIGINS=origin, AUTH_ACCESS_TOKEN_TTL="2") as site:
+            (pages / "index.html").write_text(AXIOS_PAGE.format(api=site.base))
+            site.register("ada@example.com")
+            page = browser.new_context().new_page()
+            page.clock.install()
+            page.goto(origin + "/index.html")
+            page.wait_for_selector("body[data-ready=true]", state="attached")
+            assert page.evaluate("window.me()") == 401  # no token yet: nothing to attach
+            page.evaluate(f"window.auth.login('ada@example.com', '{PASSWORD}')")
+            assert page.evaluate("window.me()") == 200  # Bearer attached by the interceptor
+            page.clock.pause_at(int(time.time() * 1000) + 100)
+            time.sleep(2.5)  # the access token expires on the server
+            page.clock.set_system_time(int(time.time() * 1000))
+            before = site.count("refreshed")
+
+            assert page.evaluate("window.me()") == 200  # refreshed first, then sent
+
+            assert site.count("refreshed") == before + 1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,9 +4,11 @@ answered the way it came, and a 403 for a foreign Origin that says how to admit 
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from flask_token_auth.settings import AuthSettings
 from tests.conftest import PASSWORD
 from tests.helpers import login
 from tests.helpers import NATIVE
@@ -101,3 +103,23 @@ def test_a_browser_login_without_the_transport_header_gets_cookies(client: Flask
         client.post("/auth/login", json=CREDENTIALS, headers=NATIVE).headers.get("Set-Cookie")
         is None
     )
+
+
+@pytest.mark.parametrize("app_config", [{"AUTH_TRUSTED_ORIGINS": [TRUSTED]}])
+def test_cors_does_not_reach_a_host_route_that_starts_like_the_prefix(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.add_url_rule("/authors", "authors", lambda: {"authors": []})
+
+    answer = client.get("/authors", headers={"Origin": TRUSTED})
+
+    assert answer.status_code == 200
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "null", "https://*.example.com", "https://app.example/path", "app.example"]
+)
+def test_a_trusted_origin_must_be_an_origin(origin: str) -> None:
+    with pytest.raises(RuntimeError, match=r"^AUTH_TRUSTED_ORIGINS: .* is not an origin"):
+        AuthSettings.from_config({"SECRET_KEY": "s" * 32, "AUTH_TRUSTED_ORIGINS": [origin]})

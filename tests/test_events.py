@@ -155,3 +155,22 @@ def test_the_reference_service_serves_the_metrics(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain")
     assert "flask_token_auth_operation_seconds_count" in response.get_data(as_text=True)
+
+
+def test_a_failing_receiver_is_logged_and_the_request_still_succeeds(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(sender: Any, *, event: AuthEventRecord) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    auth_event.connect(broken)
+    try:
+        response = client.post(
+            "/auth/register", json={"email": "ada@example.com", "password": PASSWORD}
+        )
+    finally:
+        auth_event.disconnect(broken)
+
+    assert response.status_code == 201
+    assert "a receiver of auth_event failed on register" in caplog.text
+    assert rows(app, "SELECT type FROM auth_events")[0].type == "register"

@@ -221,7 +221,8 @@ def mock_client(store: MemoryTokenStore, answer: Answer) -> httpx.Client:
     """A client whose requests `answer` answers, with `store` holding a refresh token."""
     store.save("c" * 64)
     transport = httpx.MockTransport(answer)
-    return httpx.Client(base_url="http://api.test", auth=TokenAuth(store), transport=transport)
+    auth = TokenAuth(store, base_url="http://api.test")
+    return httpx.Client(base_url="http://api.test", auth=auth, transport=transport)
 
 
 @pytest.mark.parametrize("status", [403, 429, 500, 503])
@@ -265,6 +266,23 @@ def test_the_new_refresh_token_is_saved_before_the_new_access_token_is_sent() ->
     assert (hello.headers["Authorization"], saved) == (f"Bearer {access_token}", "d" * 64)
     assert "Authorization" not in login.headers
     assert "d" * 64 not in repr(store)
+
+
+def test_no_token_goes_to_another_host() -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    store = MemoryTokenStore()
+    with mock_client(store, answer) as client:
+        client.get("https://evil.example/x")
+        client.get("http://api.test:8080/x")  # another port is another origin
+
+    assert [request.url.path for request in sent] == ["/x", "/x"]  # no refresh went anywhere
+    assert all("Authorization" not in request.headers for request in sent)
+    assert store.load() == "c" * 64
 
 
 def test_the_file_store_replaces_its_file_atomically(

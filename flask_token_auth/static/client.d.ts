@@ -47,7 +47,9 @@ export interface AuthClient {
   login(email: string, password: string): Promise<User>;
   /** After a reload: refresh from the cookie; true if the session is still live. */
   restore(): Promise<boolean>;
+  /** Ends this session on the server, then here and in every tab; RefreshFailed if it could not. */
   logout(): Promise<void>;
+  /** Ends every session of the user; RefreshFailed if the server did not. */
   logoutAll(): Promise<void>;
   /** Bearer on requests to the API origin, one refresh and one retry on 401 invalid_token. */
   installAxios(axios: AxiosLike): void;

@@ -15,6 +15,10 @@
 
 const CSRF_COOKIE = "csrf_token";
 const AUTH_PATHS = ["/login", "/register", "/refresh", "/logout"];
+// A refresh whose answer is lost (network error, 5xx) is sent again with the same cookie while
+// the server's grace window (10 s by default) still answers it with the session's live token.
+const RETRY_DELAYS_MS = [500, 1000, 2000];
+const REQUEST_TIMEOUT_MS = 10000;
 
 export class SessionEnded extends Error {
   constructor(message) {
@@ -107,12 +111,13 @@ export function createAuthClient(options = {}) {
   if (channel) {
     channel.onmessage = ({ data }) => {
       if (data.type === "tokens") {
+        const wasLoggedOut = accessToken === null;
         accessToken = data.access_token;
         lifetimeMs = Math.max(lifetimeMs, data.expires_at - Date.now());
         expiresAt = data.expires_at;
         generation += 1;
         schedule();
-        emit("refresh");
+        emit(wasLoggedOut ? "login" : "refresh");
       } else if (data.type === "logout") {
         forget({ announce: false });
       }
@@ -131,13 +136,28 @@ export function createAuthClient(options = {}) {
       credentials: "include",
       headers: { "Content-Type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), // a hung request must not hold the lock
     });
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function sendRefresh() {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const response = await post("/refresh", undefined, { "X-CSRF-Token": csrfValue() ?? "" });
+        if (response.status < 500 || attempt === RETRY_DELAYS_MS.length) return response;
+      } catch (error) {
+        if (attempt === RETRY_DELAYS_MS.length) throw error;
+      }
+      await sleep(RETRY_DELAYS_MS[attempt]);
+    }
   }
 
   async function refreshNow(seenGeneration) {
     // Another tab (or this one) refreshed while we waited for the lock: take its result.
     if (generation !== seenGeneration && !stale()) return;
-    const response = await post("/refresh", undefined, { "X-CSRF-Token": csrfValue() ?? "" });
+    const response = await sendRefresh();
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
       adopt(body);
@@ -151,37 +171,39 @@ export function createAuthClient(options = {}) {
     throw new RefreshFailed(response.status);
   }
 
+  // One lock per API origin across the tabs: refreshes and logouts never overlap.
+  const exclusively = (work) => navigator.locks
+    ? navigator.locks.request(`flask-token-auth:refresh:${apiOrigin}`, work)
+    : work();
+
   function refresh() {
     if (!inflight) {
       const seen = generation;
-      const run = () => refreshNow(seen);
-      const locked = navigator.locks
-        ? navigator.locks.request(`flask-token-auth:refresh:${apiOrigin}`, run)
-        : run();
-      inflight = locked.finally(() => {
+      inflight = exclusively(() => refreshNow(seen)).finally(() => {
         inflight = null;
       });
     }
     return inflight;
   }
 
-  function authorize(init, url) {
-    const headers = new Headers(init.headers ?? {});
-    if (isOurs(url) && accessToken) headers.set("Authorization", `Bearer ${accessToken}`);
-    return { credentials: isOurs(url) ? "include" : init.credentials, ...init, headers };
+  function authorized(request, url) {
+    // A copy with our Bearer token (for the API origin only); the original stays unread.
+    const copy = new Request(request.clone(), isOurs(url) ? { credentials: "include" } : {});
+    if (isOurs(url) && accessToken) copy.headers.set("Authorization", `Bearer ${accessToken}`);
+    return copy;
   }
 
-  async function authFetch(input, init = {}) {
-    const url = new URL(input instanceof Request ? input.url : input, location.href);
-    if (isOurs(url) && !isAuthEndpoint(url) && accessToken !== null && stale()) {
-      await refresh().catch(() => {});
-    }
-    let response = await fetch(input, authorize(init, url));
-    if (response.status === 401 && isOurs(url) && !isAuthEndpoint(url) && accessToken !== null) {
+  async function authFetch(input, init = undefined) {
+    const request = new Request(input, init);
+    const url = new URL(request.url);
+    const guarded = isOurs(url) && !isAuthEndpoint(url);
+    if (guarded && accessToken !== null && stale()) await refresh().catch(() => {});
+    let response = await fetch(authorized(request, url));
+    if (response.status === 401 && guarded && accessToken !== null) {
       const body = await response.clone().json().catch(() => ({}));
       if (body.error === "invalid_token") {
         await refresh();
-        response = await fetch(input, authorize(init, url));
+        response = await fetch(authorized(request, url));
       }
     }
     return response;
@@ -231,36 +253,54 @@ export function createAuthClient(options = {}) {
       }
     },
     async logout() {
-      await post("/logout", undefined, { "X-CSRF-Token": csrfValue() ?? "" }).catch(() => {});
-      forget();
+      // Under the refresh lock, so that no refresh in another tab lands after it. Forgotten
+      // only once the server has ended the session: a failed logout leaves it live, and says so.
+      await exclusively(async () => {
+        const headers = { "X-CSRF-Token": csrfValue() ?? "" };
+        if (accessToken) headers.Authorization = `Bearer ${accessToken}`;
+        const response = await post("/logout", undefined, headers);
+        if (!response.ok) throw new RefreshFailed(response.status);
+        forget();
+      });
     },
     async logoutAll() {
       // The answer ends every session and clears the cookies.
-      await authFetch(api("/logout-all"), { method: "POST" }).catch(() => {});
-      forget();
+      const response = await authFetch(api("/logout-all"), { method: "POST" });
+      if (!response.ok) throw new RefreshFailed(response.status);
+      await exclusively(async () => forget());
     },
     installAxios(axios) {
+      // The URL axios will really call: baseURL and url joined its way, made absolute.
+      const target = (config) => new URL(axios.getUri(config), location.href);
+      const bearer = (config) => {
+        if (config.headers?.set) config.headers.set("Authorization", `Bearer ${accessToken}`);
+        else config.headers = { ...config.headers, Authorization: `Bearer ${accessToken}` };
+      };
       axios.interceptors.request.use(async (config) => {
-        const url = new URL(config.url, config.baseURL ?? location.href);
+        const url = target(config);
         if (isOurs(url) && !isAuthEndpoint(url) && accessToken !== null && stale()) {
           await refresh().catch(() => {});
         }
         if (isOurs(url) && accessToken) {
-          config.headers = { ...config.headers, Authorization: `Bearer ${accessToken}` };
+          bearer(config);
           config.withCredentials = true;
         }
         return config;
       });
       axios.interceptors.response.use(undefined, async (error) => {
-        const config = error.config ?? {};
-        const url = new URL(config.url ?? "", config.baseURL ?? location.href);
-        const code = error.response?.data?.error;
-        if (error.response?.status === 401 && code === "invalid_token" && !config._retried &&
-            isOurs(url) && !isAuthEndpoint(url)) {
+        const config = error.config;
+        if (!config || config._retried || error.response?.status !== 401 ||
+            error.response?.data?.error !== "invalid_token") throw error;
+        const url = target(config);
+        if (!isOurs(url) || isAuthEndpoint(url)) throw error;
+        try {
           await refresh();
-          return axios({ ...config, _retried: true });
+        } catch {
+          throw error; // the request's own error, not the refresh's
         }
-        throw error;
+        config._retried = true;
+        bearer(config);
+        return axios(config);
       });
     },
   };
