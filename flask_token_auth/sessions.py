@@ -87,7 +87,8 @@ def login(
         .with_for_update(read=True)
     ).one()
     if current.password_changed_at != verified_change or not current.is_active:
-        fail_login(state, user_id=user_id, reason="password_changed", client=client, now=now)
+        reason = "inactive" if not current.is_active else "password_changed"
+        fail_login(state, user_id=user_id, reason=reason, client=client, now=now)
     db_session.commit()
     return issue_tokens(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
 
