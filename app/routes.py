@@ -32,6 +32,13 @@ def hello() -> Response:
     return jsonify(message=f"hello, user {current_claims.user_id}")
 
 
+@demo.get("/api/stateless")
+@auth_required(stateless=True)
+def hello_stateless() -> Response:
+    """The signature only, no session query: still answers after a logout (see README)."""
+    return jsonify(message=f"hello, user {current_claims.user_id}")
+
+
 @demo.get("/api/admin")
 @auth_required(roles=["admin"])
 def admin() -> Response:

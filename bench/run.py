@@ -1,8 +1,8 @@
 """`make bench`: real gunicorn (2 workers) on loopback, one run, every figure a ratio.
 
 Measures, against the same server in the same run:
-- the protected route `/api/hello` (signature check + one session query) against the
-  unprotected `/healthz`;
+- the protected route `/api/hello` (signature check + one session query), and the stateless
+  `/api/stateless` (signature check only), against the unprotected `/healthz`;
 - refresh (rotation: a conditional UPDATE, an INSERT and a COMMIT) against the same route;
 - login against one argon2 verification timed in this process.
 Prints a Markdown table and writes it to bench/results.md.
@@ -155,6 +155,9 @@ def run_benchmarks(port: int) -> list[tuple[str, dict[str, float], str]]:
 
     public = load(port, lambda _: request(port, "GET", "/healthz")[0] == 200)
     protected = load(port, lambda _: request(port, "GET", "/api/hello", headers=bearer)[0] == 200)
+    stateless = load(
+        port, lambda _: request(port, "GET", "/api/stateless", headers=bearer)[0] == 200
+    )
     rotations = load(port, refresh)
     logins = load(
         port, lambda _: request(port, "POST", "/auth/login", credentials)[0] == 200, clients=1
@@ -175,6 +178,11 @@ def run_benchmarks(port: int) -> list[tuple[str, dict[str, float], str]]:
             "GET /api/hello (@auth_required)",
             protected,
             f"{protected['rate'] / public['rate']:.2f} of unprotected",
+        ),
+        (
+            "GET /api/stateless (@auth_required(stateless=True))",
+            stateless,
+            f"{stateless['rate'] / public['rate']:.2f} of unprotected",
         ),
         (
             "POST /auth/refresh (rotation)",

@@ -83,6 +83,12 @@ def signed_request_claims(state: AuthState, *, now: datetime) -> AccessClaims:
     return verify_access_token(token, keys=state.keys, settings=state.settings, now=now)
 
 
+def _stateless_claims() -> AccessClaims:
+    claims = signed_request_claims(auth_state(), now=datetime.now(UTC))
+    setattr(g, _CLAIMS, claims)
+    return claims
+
+
 def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
     """The role if the session is live; a database failure is a TemporarilyUnavailable."""
     session = state.session()
@@ -107,7 +113,7 @@ def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime)
 def auth_required(view: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def auth_required(
-    *, roles: Iterable[str] | None = None, optional: bool = False
+    *, roles: Iterable[str] | None = None, optional: bool = False, stateless: bool = False
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def auth_required(
     view: Callable[P, R] | None = None,
@@ -115,6 +121,7 @@ def auth_required(
     *,
     roles: Iterable[str] | None = None,
     optional: bool = False,
+    stateless: bool = False,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a valid access token of a live session, and one of `roles` if given.
 
@@ -122,6 +129,10 @@ def auth_required(
     once, and `current_claims.role` is that role. With `optional`, a request without a Bearer
     token reaches the view with `current_claims` falsy; a bad token is still refused. Sync
     and async views alike; OPTIONS requests pass through (a CORS preflight has no credentials).
+
+    `stateless`: the signature and claims only, no database query. It gives up "logout means
+    logout" and live roles on that route: a revoked session's token, and the role in it, work
+    there until the token expires (AUTH_ACCESS_TOKEN_TTL).
     """
     if isinstance(roles, str):
         raise TypeError('roles takes a list of role names, e.g. roles=["admin"]')
@@ -136,7 +147,7 @@ def auth_required(
                 if optional and bearer_token_from_header() is None:
                     setattr(g, _CLAIMS, None)
                 else:
-                    claims = verify_request_token()
+                    claims = _stateless_claims() if stateless else verify_request_token()
                     if allowed is not None and claims.role not in allowed:
                         raise InsufficientScope(
                             "this resource needs one of the roles: " + ", ".join(sorted(allowed))

@@ -108,8 +108,10 @@ def rotate_refresh_token(
         session_id=auth_session.id,
         detail={"grace": True} if grace else None,
     )
+    # Built before the commit, which expires the rows: reading them after costs a query each.
+    issued = issue_tokens(state, user, auth_session.id, successor, successor_expires_at, now=now)
     db_session.commit()
-    return issue_tokens(state, user, auth_session.id, successor, successor_expires_at, now=now)
+    return issued
 
 
 def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[type-arg]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy import select
@@ -39,7 +40,8 @@ class IssuedTokens:
     refresh_token: str = dataclasses.field(repr=False)
     refresh_expires_at: datetime
     session_id: str
-    user: User | None = None
+    #: The user as the API shows it (`User.to_public()`).
+    user: dict[str, Any]
 
 
 def login(
@@ -89,8 +91,10 @@ def login(
     if current.password_changed_at != verified_change or not current.is_active:
         reason = "inactive" if not current.is_active else "password_changed"
         fail_login(state, user_id=user_id, reason=reason, client=client, now=now)
+    # Built before the commit, which expires the rows: reading them after costs a query each.
+    issued = issue_tokens(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
     db_session.commit()
-    return issue_tokens(state, user, auth_session.id, refresh_token, refresh_expires_at, now=now)
+    return issued
 
 
 def add_refresh_token(
@@ -125,6 +129,7 @@ def issue_tokens(
     *,
     now: datetime,
 ) -> IssuedTokens:
+    """The tokens to hand out; call it before committing (it reads `user`)."""
     access_token = issue_access_token(
         keys=state.keys,
         settings=state.settings,
@@ -139,7 +144,7 @@ def issue_tokens(
         refresh_token=refresh_token,
         refresh_expires_at=refresh_expires_at,
         session_id=session_id,
-        user=user,
+        user=user.to_public(),
     )
 
 

@@ -152,8 +152,8 @@ def token_response(
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
     }
-    if include_user and issued.user is not None:
-        body["user"] = issued.user.to_public()
+    if include_user:
+        body["user"] = issued.user
     if native:
         body["refresh_token"] = issued.refresh_token
         return jsonify(body)

@@ -16,10 +16,12 @@ from typing import Any
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app import db
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
 from tests.helpers import AUTH_TABLES
@@ -1252,3 +1254,32 @@ def test_no_redirect_is_built_from_the_host_header(client: FlaskClient, path: st
     assert response.status_code == 404
     assert response.json["error"] == "not_found"
     assert "Location" not in response.headers
+
+
+def test_a_stateless_route_asks_no_database_and_outlives_a_logout(
+    app: Flask, client: FlaskClient
+) -> None:
+    register(client)
+    access = client.post(
+        "/auth/login", json={"email": EMAIL, "password": PASSWORD}, headers=NATIVE
+    ).json["access_token"]
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/api/stateless", headers=bearer(access)).status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+
+    assert client.post("/auth/logout", headers=bearer(access)).status_code == 204
+    assert client.get("/api/hello", headers=bearer(access)).status_code == 401
+    # The trade-off the README states: the signature alone says nothing of the logout.
+    assert client.get("/api/stateless", headers=bearer(access)).status_code == 200
+    forged = client.get("/api/stateless", headers=bearer(access[:-4] + "AAAA"))
+    assert (forged.status_code, forged.json["error"]) == (401, "invalid_token")

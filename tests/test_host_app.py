@@ -322,6 +322,7 @@ def test_secrets_stay_out_of_reprs() -> None:
         refresh_token="refresh-value",
         refresh_expires_at=datetime.now(UTC),
         session_id="s",
+        user={"id": 1},
     )
     assert "access-value" not in repr(issued)
     assert "refresh-value" not in repr(issued)

@@ -532,3 +532,29 @@ def test_a_secret_change_without_fallbacks_refuses_the_old_values(
     assert response.json["error"] == "invalid_token"
     with rotated.app_context():
         db.engine.dispose()
+
+
+def test_login_and_refresh_read_nothing_after_their_commit(app: Flask, client: FlaskClient) -> None:
+    """The rows a commit expires are not read again: a query each, measured on PostgreSQL."""
+    register(client)
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def record(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    def committed(connection: Any) -> None:
+        statements.append("COMMIT")
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    sa.event.listen(engine, "commit", committed)
+    try:
+        token = login(client, native=True).json["refresh_token"]
+        assert statements[-1] == "COMMIT"
+        statements.clear()
+        assert refresh_native(client, token).status_code == 200
+        assert statements[-1] == "COMMIT"
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+        sa.event.remove(engine, "commit", committed)
