@@ -91,21 +91,14 @@ def _stateless_claims() -> AccessClaims:
 
 def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
     """The role if the session is live; a database failure is a TemporarilyUnavailable."""
-    session = state.session()
-    began_here = not session.in_transaction()
     try:
-        role = check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
-        if began_here:
-            # Only our read was in it: end it while a failure can still be a 503.
-            session.rollback()
-        return role
+        return check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
     except SQLAlchemyError as error:
         failure = database_failure(error)
         if failure is None:
             if isinstance(error, StatementError):  # on its way to the host's error log
                 error.hide_parameters = True
             raise
-        state.discard_session()
         raise failure from None
 
 

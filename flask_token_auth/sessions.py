@@ -173,14 +173,14 @@ _SESSION_STATUS = (
 def check_session(state: AuthState, *, session_id: str, user_id: int, now: datetime) -> str | None:
     """The user's current role if the session is live and the user active; else None.
 
-    One primary-key query on the request's connection (Core, no ORM objects); runs on every
-    protected request (logout means logout).
+    One primary-key query on a pooled connection of its own (Core, no ORM session, nothing
+    left open for the request's teardown); runs on every protected request (logout means
+    logout).
     """
-    row = (
-        state.session.connection()
-        .execute(_SESSION_STATUS, {"session_id": session_id, "user_id": user_id})
-        .one_or_none()
-    )
+    with state.db.engine.connect() as connection:
+        row = connection.execute(
+            _SESSION_STATUS, {"session_id": session_id, "user_id": user_id}
+        ).one_or_none()
     if row is None or row.revoked_at is not None or now >= row.expires_at or not row.is_active:
         return None
     role: str = row.role
