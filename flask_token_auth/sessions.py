@@ -177,7 +177,8 @@ def check_session(state: AuthState, *, session_id: str, user_id: int, now: datet
     left open for the request's teardown); runs on every protected request (logout means
     logout).
     """
-    with state.db.engine.connect() as connection:
+    # AUTOCOMMIT: a lone read needs no transaction, and psycopg then sends no BEGIN nor ROLLBACK.
+    with state.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         row = connection.execute(
             _SESSION_STATUS, {"session_id": session_id, "user_id": user_id}
         ).one_or_none()
