@@ -170,6 +170,9 @@ _SESSION_STATUS = (
 )
 
 
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
 def check_session(state: AuthState, *, session_id: str, user_id: int, now: datetime) -> str | None:
     """The user's current role if the session is live and the user active; else None.
 
@@ -177,8 +180,11 @@ def check_session(state: AuthState, *, session_id: str, user_id: int, now: datet
     left open for the request's teardown); runs on every protected request (logout means
     logout).
     """
-    # AUTOCOMMIT: a lone read needs no transaction, and psycopg then sends no BEGIN nor ROLLBACK.
-    with state.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    engine = state.db.engine
+    # On PostgreSQL a lone read in AUTOCOMMIT saves the BEGIN and ROLLBACK round trips (psycopg
+    # switches client-side); SQLite and PyMySQL would pay statements to switch it back and forth.
+    options = _AUTOCOMMIT if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as connection:
         row = connection.execute(
             _SESSION_STATUS, {"session_id": session_id, "user_id": user_id}
         ).one_or_none()
