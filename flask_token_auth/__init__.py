@@ -17,6 +17,7 @@ from .engines import configure_sqlite
 from .engines import engine_options
 from .errors import AccessDenied
 from .errors import AuthError
+from .errors import BadCredentials
 from .errors import Conflict
 from .errors import CsrfFailed
 from .errors import InsufficientScope
@@ -44,6 +45,7 @@ __all__ = [
     "AuthEvent",
     "AuthManager",
     "AuthSession",
+    "BadCredentials",
     "Conflict",
     "CsrfFailed",
     "InsufficientScope",
