@@ -1,4 +1,4 @@
-"""The blueprint of CONTRACT.md section 4: parse input, call a use case, shape the response."""
+"""The routes of CONTRACT.md section 4: parse input, call a use case, shape the response."""
 
 from __future__ import annotations
 
@@ -7,26 +7,20 @@ from datetime import datetime
 from datetime import UTC
 from pathlib import Path
 
-from flask import Blueprint
 from flask import jsonify
-from flask import request
 from flask import Response
-from werkzeug.exceptions import MethodNotAllowed
-from werkzeug.exceptions import NotFound
-from werkzeug.routing import RequestRedirect
 
 from . import accounts
 from . import metrics
 from . import revocation
 from . import rotation
 from . import sessions
+from .blueprint import blueprint
 from .decorators import auth_required
 from .decorators import bearer_token_from_header
 from .decorators import current_claims
 from .decorators import current_user
 from .decorators import signed_request_claims
-from .error_handlers import register_error_handlers
-from .error_handlers import render_http_exception
 from .errors import AccessDenied
 from .errors import InvalidGrant
 from .errors import InvalidToken
@@ -34,7 +28,6 @@ from .errors import NotFound as SessionNotFound
 from .openapi import openapi_document
 from .state import auth_state
 from .transactions import retried
-from .transport import check_origin
 from .transport import clear_token_cookies
 from .transport import client_info
 from .transport import client_key
@@ -45,58 +38,11 @@ from .transport import wants_body_transport
 from .validation import canonical_email
 from .validation import is_session_id
 
+# The blueprint with its routes: importing it from here is what registers them.
+__all__ = ["blueprint"]
+
 JWKS_MAX_AGE_SECONDS = 300
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
-# Named apart from the "auth" blueprints many hosts already have.
-blueprint = Blueprint("token_auth", __name__)
-# JSON on the auth routes even when the host keeps its own error pages (json_errors=False).
-register_error_handlers(blueprint, json_errors=True)
-
-
-@blueprint.before_app_request
-def _json_for_unknown_auth_paths() -> Response | None:
-    """Unknown paths and methods under our prefix answer JSON; the host's stay the host's."""
-    error = request.routing_exception
-    if error is None:
-        return None
-    if not _under_prefix(request.path):
-        return None
-    if isinstance(error, RequestRedirect):
-        # `//refresh` or a trailing slash: no redirect built from the Host header, a 404.
-        error = NotFound()
-    if isinstance(error, NotFound | MethodNotAllowed):
-        response = render_http_exception(error)
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    return None
-
-
-@blueprint.before_request
-def _reject_foreign_origin() -> None:
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        check_origin(auth_state())
-
-
-@blueprint.after_request
-def _no_store(response: Response) -> Response:
-    # Threat: tokens kept by a shared cache or the browser's history.
-    if "Cache-Control" not in response.headers:
-        response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@blueprint.after_app_request
-def _nosniff(response: Response) -> Response:
-    """Threat: a browser sniffing a JSON answer into HTML or script. Set on the extension's
-    answers (its routes, auth failures anywhere); the host's own are the host's."""
-    if response.headers.get("WWW-Authenticate") or _under_prefix(request.path):
-        response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def _under_prefix(path: str) -> bool:
-    prefix = auth_state().settings.url_prefix
-    return path == prefix or path.startswith(prefix + "/")
 
 
 @blueprint.post("/register")
