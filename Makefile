@@ -49,7 +49,9 @@ pytest: install
 
 test: lint typecheck pytest
 
+# Flask-JWT-Extended, compared against in the bench, goes into the bench environment only.
 bench: install
+	$(BIN)/pip install --quiet flask-jwt-extended
 	$(BIN)/python bench/run.py
 
 clean:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 8
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 PASSWORD = "correct horse battery"  # noqa: S105 (a benchmark user)
+GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
 
 
 def free_port() -> int:
@@ -102,40 +103,55 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
+    server, port = start_gunicorn("wsgi:app", env)
+    fjx_server, fjx_port = start_gunicorn("fjx_app:app", env, folder="bench")
+    try:
+        for served in (port, fjx_port):
+            for _ in range(100):
+                try:
+                    request(served, "GET", "/healthz")
+                    break
+                except OSError:
+                    time.sleep(0.2)
+        rows = run_benchmarks(port) + compare_flask_jwt_extended(fjx_port)
+    finally:
+        for process in (server, fjx_server):
+            process.terminate()
+            process.wait(timeout=30)
+    table = render(rows, database_url)
+    print(table)
+    (ROOT / "bench" / "results.md").write_text(table)
+
+
+def start_gunicorn(
+    application: str, env: dict[str, str], *, folder: str = "."
+) -> tuple[subprocess.Popen[bytes], int]:
+    """gunicorn with 2 sync workers (as labelled: gunicorn.conf.py's threads are for slow
+    clients) serving `application` from `folder`; the process and its port."""
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            # Sync workers, as the label says: gunicorn.conf.py's threads are for slow clients.
-            "--worker-class",
-            "sync",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "wsgi:app",
-        ],
+        [*GUNICORN, "--chdir", str(ROOT / folder), "--bind", f"127.0.0.1:{port}", application],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        for _ in range(100):
-            try:
-                request(port, "GET", "/healthz")
-                break
-            except OSError:
-                time.sleep(0.2)
-        rows = run_benchmarks(port)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    table = render(rows, database_url)
-    print(table)
-    (ROOT / "bench" / "results.md").write_text(table)
+    return server, port
+
+
+def compare_flask_jwt_extended(port: int) -> list[tuple[str, dict[str, float], str]]:
+    """The same plain and protected routes under Flask-JWT-Extended, in the same run."""
+    bearer = {"Authorization": f"Bearer {request(port, 'GET', '/token')[1]['access_token']}"}
+    plain = load(port, lambda _: request(port, "GET", "/healthz")[0] == 200)
+    protected = load(port, lambda _: request(port, "GET", "/api/hello", headers=bearer)[0] == 200)
+    return [
+        ("Flask-JWT-Extended: GET /healthz", plain, "1.00 (its own)"),
+        (
+            "Flask-JWT-Extended: GET /api/hello (@jwt_required, stateless)",
+            protected,
+            f"{protected['rate'] / plain['rate']:.2f} of its unprotected",
+        ),
+    ]
 
 
 def run_benchmarks(port: int) -> list[tuple[str, dict[str, float], str]]:
