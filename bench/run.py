@@ -113,7 +113,11 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.2)
-        rows = run_benchmarks(port) + compare_flask_jwt_extended(fjx_port)
+        rows = run_benchmarks(port)
+        rotation = next(
+            figures for name, figures, _ in rows if name.startswith("POST /auth/refresh")
+        )
+        rows += compare_flask_jwt_extended(fjx_port, rotation)
     finally:
         for process in (server, fjx_server):
             process.terminate()
@@ -139,12 +143,21 @@ def start_gunicorn(
     return server, port
 
 
-def compare_flask_jwt_extended(port: int) -> list[tuple[str, dict[str, float], str]]:
-    """The same plain and protected routes under Flask-JWT-Extended, in the same run."""
+def compare_flask_jwt_extended(
+    port: int, refresh: dict[str, float]
+) -> list[tuple[str, dict[str, float], str]]:
+    """The same plain and protected routes under Flask-JWT-Extended, and the write floor, in
+    the same run; `refresh` is our rotation's figures."""
     bearer = {"Authorization": f"Bearer {request(port, 'GET', '/token')[1]['access_token']}"}
     plain = load(port, lambda _: request(port, "GET", "/healthz")[0] == 200)
     protected = load(port, lambda _: request(port, "GET", "/api/hello", headers=bearer)[0] == 200)
+    inserts = load(port, lambda _: request(port, "POST", "/insert", {})[0] == 200)
     return [
+        (
+            "POST /insert (one INSERT and COMMIT, the floor)",
+            inserts,
+            f"refresh p50 = {refresh['p50'] / inserts['p50']:.2f} x this p50",
+        ),
         ("Flask-JWT-Extended: GET /healthz", plain, "1.00 (its own)"),
         (
             "Flask-JWT-Extended: GET /api/hello (@jwt_required, stateless)",
