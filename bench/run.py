@@ -22,6 +22,9 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
+from datetime import timedelta
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 8
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 PASSWORD = "correct horse battery"  # noqa: S105 (a benchmark user)
+CREDENTIALS = {"email": "bench@example.com", "password": PASSWORD}
 GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
 
 
@@ -118,6 +122,7 @@ def main() -> None:
             figures for name, figures, _ in rows if name.startswith("POST /auth/refresh")
         )
         rows += compare_flask_jwt_extended(fjx_port, rotation)
+        rows += prune_under_load(port, env, database_url, rotation)
     finally:
         for process in (server, fjx_server):
             process.terminate()
@@ -167,9 +172,97 @@ def compare_flask_jwt_extended(
     ]
 
 
+PRUNE_ROWS = int(os.environ.get("BENCH_PRUNE_ROWS", "1000000"))
+
+
+def prune_under_load(
+    port: int, env: dict[str, str], database_url: str, refresh: dict[str, float]
+) -> list[tuple[str, dict[str, float], str]]:
+    """Refresh with PRUNE_ROWS expired tokens in the table, then while `flask auth prune`
+    deletes them (in batches); `refresh` is the figures with a small table."""
+    seed_expired_tokens(database_url, PRUNE_ROWS)
+    # A session per client, each rotating its own chain.
+    logins = [request(port, "POST", "/auth/login", CREDENTIALS)[1] for _ in range(CLIENTS)]
+    tokens = [session["refresh_token"] for session in logins]
+
+    def rotate(index: int) -> bool:
+        status, body = request(port, "POST", "/auth/refresh", {"refresh_token": tokens[index]})
+        if status == 200:
+            tokens[index] = body["refresh_token"]
+        return status == 200
+
+    big = load(port, rotate)
+    started = time.monotonic()
+    pruning = subprocess.Popen(
+        [sys.executable, "-m", "flask", "auth", "prune"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    during = load(port, rotate)
+    output, _ = pruning.communicate(timeout=600)
+    seconds = time.monotonic() - started
+    label = f"{PRUNE_ROWS:,}"
+    return [
+        (
+            f"POST /auth/refresh, {label} expired tokens in the table",
+            big,
+            f"p50 = {big['p50'] / refresh['p50']:.2f} x with a small table",
+        ),
+        (
+            f"POST /auth/refresh during `flask auth prune` of them ({seconds:.0f} s)",
+            during,
+            f"p99 = {during['p99'] / big['p99']:.2f} x without the prune; "
+            + output.decode().strip().split(";")[0],
+        ),
+    ]
+
+
+def seed_expired_tokens(database_url: str, count: int) -> None:
+    """`count` refresh tokens that expired a day ago, in one expired session of the bench user."""
+    sys.path.insert(0, str(ROOT))
+    import sqlalchemy as sa
+
+    from flask_token_auth import AuthSession
+    from flask_token_auth import RefreshToken
+    from flask_token_auth import User
+    from flask_token_auth.engines import register_url_schemes
+
+    register_url_schemes()
+    engine = sa.create_engine(database_url)
+    past = datetime.now(UTC) - timedelta(days=1)
+    with engine.begin() as connection:
+        user_id = connection.execute(sa.select(User.id).limit(1)).scalar_one()
+        connection.execute(
+            sa.insert(AuthSession).values(
+                id="bench-expired",
+                user_id=user_id,
+                created_at=past,
+                last_used_at=past,
+                expires_at=past,
+            )
+        )
+    chunk = 20000
+    for start in range(0, count, chunk):
+        rows = [
+            {
+                "token_hash": f"{number:064x}",
+                "user_id": user_id,
+                "session_id": "bench-expired",
+                "created_at": past,
+                "expires_at": past,
+            }
+            for number in range(start, min(start + chunk, count))
+        ]
+        with engine.begin() as connection:
+            connection.execute(sa.insert(RefreshToken), rows)
+    engine.dispose()
+
+
 def run_benchmarks(port: int) -> list[tuple[str, dict[str, float], str]]:
-    request(port, "POST", "/auth/register", {"email": "bench@example.com", "password": PASSWORD})
-    credentials = {"email": "bench@example.com", "password": PASSWORD}
+    request(port, "POST", "/auth/register", CREDENTIALS)
+    credentials = CREDENTIALS
     sessions = [request(port, "POST", "/auth/login", credentials)[1] for _ in range(CLIENTS)]
     bearer = {"Authorization": f"Bearer {sessions[0]['access_token']}"}
     refresh_tokens = [session["refresh_token"] for session in sessions]
