@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,3 +90,41 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def gunicorn(
+    application: str, env: Mapping[str, str], log: Path, *, workers: int = 2
+) -> Iterator[str]:
+    """gunicorn serving `application` from the repository, with `env` over ours; its base URL
+    once /healthz answers. Its output goes to `log`; it is stopped afterwards."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*command, "--bind", f"127.0.0.1:{port}", application],
+            cwd=REPOSITORY,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=output,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(base + "/healthz", timeout=1).close()  # noqa: S310
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"gunicorn did not start: {log.read_text()[-2000:]}"
+                        ) from None
+                    time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import app_with_tables
 from tests.conftest import SECRET
-from tests.helpers import free_port
+from tests.helpers import gunicorn
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +68,8 @@ class Site:
 
     def __init__(self, tmp_path: Path, **env: str) -> None:
         self.database = f"sqlite:///{tmp_path / f'site-{secrets.token_hex(3)}.db'}"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = os.environ | {
+        self.name = secrets.token_hex(3)  # names its log
+        self.env = {
             "DATABASE_URL": self.database,
             "SECRET_KEY": SECRET,
             "AUTH_COOKIE_SECURE": "false",
@@ -82,27 +81,12 @@ class Site:
     def __enter__(self) -> Site:
         with app_with_tables(self.database):
             pass
-        self.log = (self.tmp_path / f"gunicorn-{self.port}.log").open("w")
-        self.process = subprocess.Popen(
-            [*GUNICORN, "-b", f"127.0.0.1:{self.port}", "wsgi:app"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.base + "/healthz", timeout=1).close()  # noqa: S310
-                return self
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("gunicorn did not start")
+        self.server = gunicorn("wsgi:app", self.env, self.tmp_path / f"gunicorn-{self.name}.log")
+        self.base = self.server.__enter__()
+        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.server.__exit__(*exc)
 
     def count(self, event_type: str) -> int:
         import sqlalchemy as sa

@@ -5,10 +5,6 @@ the live token, and nothing answers 5xx, on SQLite, PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +18,7 @@ from flask import Flask
 
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
-from tests.helpers import free_port
+from tests.helpers import gunicorn
 from tests.helpers import scalar
 
 pytestmark = pytest.mark.slow
@@ -44,39 +40,14 @@ def post(base: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         return error.code, json.loads(error.read() or b"null")
 
 
-def instance(stack: ExitStack, database_url: str, log: Path) -> str:
-    """One more gunicorn instance (2 workers) on `database_url`; its base URL."""
-    port = free_port()
-    env = os.environ | {
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": SECRET,
-        "AUTH_RATELIMIT_ENABLED": "false",
-    }
-    output = stack.enter_context(log.open("w"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=output,
-        stderr=output,
-    )
-    stack.callback(process.wait, 30)
-    stack.callback(process.terminate)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1).close()  # noqa: S310
-            return base
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"gunicorn did not start: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture
 def two_hosts(app: Flask, database_url: str, tmp_path: Path) -> Iterator[list[str]]:
+    env = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET, "AUTH_RATELIMIT_ENABLED": "false"}
     with ExitStack() as stack:
-        yield [instance(stack, database_url, tmp_path / f"host{n}.log") for n in (1, 2)]
+        yield [
+            stack.enter_context(gunicorn("wsgi:app", env, tmp_path / f"host{n}.log"))
+            for n in (1, 2)
+        ]
 
 
 def test_sixty_four_refreshes_over_two_hosts_rotate_once(app: Flask, two_hosts: list[str]) -> None:

@@ -13,6 +13,7 @@ from tests.conftest import PASSWORD
 from tests.helpers import login
 from tests.helpers import NATIVE
 from tests.helpers import register
+from tests.helpers import snapshot
 
 TRUSTED = "https://app.example"
 STRANGER = "https://evil.example"
@@ -50,8 +51,10 @@ def test_a_trusted_origin_gets_cors_with_credentials_never_a_star(client: FlaskC
 
 @pytest.mark.parametrize("app_config", [{"AUTH_TRUSTED_ORIGINS": [TRUSTED]}])
 def test_an_unlisted_origin_gets_no_cors_and_a_403_that_names_the_fix(
-    client: FlaskClient,
+    app: Flask, client: FlaskClient
 ) -> None:
+    register(client)
+    before = snapshot(app)
     answer = preflight(client, STRANGER)
     assert "Access-Control-Allow-Origin" not in answer.headers
 
@@ -63,6 +66,7 @@ def test_an_unlisted_origin_gets_no_cors_and_a_403_that_names_the_fix(
     assert "http://localhost" in refused.json["error_description"]  # the app's own origin
     assert "AUTH_TRUSTED_ORIGINS" in refused.json["error_description"]
     assert "Access-Control-Allow-Origin" not in refused.headers
+    assert snapshot(app) == before  # not even a failed login recorded
 
 
 @pytest.mark.parametrize("app_config", [{"AUTH_TRUSTED_ORIGINS": [TRUSTED]}])

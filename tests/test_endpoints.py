@@ -1248,9 +1248,13 @@ def test_every_answer_of_the_extension_says_nosniff(client: FlaskClient) -> None
 
 
 @pytest.mark.parametrize("path", ["/auth//refresh", "/auth/refresh/", "/auth//login"])
-def test_no_redirect_is_built_from_the_host_header(client: FlaskClient, path: str) -> None:
+def test_no_redirect_is_built_from_the_host_header(
+    app: Flask, client: FlaskClient, path: str
+) -> None:
+    before = snapshot(app)
     response = client.post(path, headers={"Host": "evil.example"})
 
+    assert snapshot(app) == before
     assert response.status_code == 404
     assert response.json["error"] == "not_found"
     assert "Location" not in response.headers

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from tests.conftest import app_with_tables
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
 from tests.helpers import free_port
+from tests.helpers import gunicorn
 from tests.helpers import scalar
 
 pytestmark = pytest.mark.slow
@@ -56,42 +56,11 @@ def call(base: str, path: str, body: Any = None, headers: dict[str, str] | None 
         return error.code, error.headers, json.loads(error.read() or b"null")
 
 
-def serve(module: str, database_url: str, tmp_path: Path, **env: str) -> Iterator[str]:
-    port = free_port()
-    environment = os.environ | {
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": SECRET,
-        "AUTH_RATELIMIT_ENABLED": "false",
-        **env,
-    }
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", module],
-        cwd=ROOT,
-        env=environment,
-        stdout=log,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_served(base, process)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-def wait_until_served(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1).close()  # noqa: S310
-            return
-        except OSError:
-            assert process.poll() is None, "gunicorn exited"
-            time.sleep(0.2)
-    raise AssertionError("gunicorn did not answer")
+def serve(module: str, database_url: str, tmp_path: Path, **env: str) -> Any:
+    """One worker of `module` on `database_url` (a context manager giving the base URL)."""
+    environment = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET}
+    environment |= {"AUTH_RATELIMIT_ENABLED": "false", **env}
+    return gunicorn(module, environment, tmp_path / "gunicorn.log", workers=1)
 
 
 def log_in(base: str) -> dict[str, Any]:
@@ -110,8 +79,7 @@ def test_a_worker_killed_mid_rotation_leaves_exactly_one_working_token(
 ) -> None:
     pause_file = tmp_path / "pause"
     server = serve("tests.fault_wsgi:app", database_url, tmp_path, FAULT_PAUSE_FILE=str(pause_file))
-    base = next(server)
-    try:
+    with server as base:
         old = log_in(base)["refresh_token"]
         pause_file.write_text("")
         outcome: list[Any] = []
@@ -143,8 +111,6 @@ def test_a_worker_killed_mid_rotation_leaves_exactly_one_working_token(
         assert (status, body["error"]) == (401, "invalid_grant")
         status, _, body = call(base, "/auth/refresh", {"refresh_token": old})
         assert status == 200, body
-    finally:
-        next(server, None)
 
 
 def _try(function: Any, *args: Any) -> Any:
@@ -200,8 +166,7 @@ def test_a_database_outage_is_503s_in_bounded_time_then_service_resumes(
     url, start, stop = private_postgres
     with app_with_tables(url):
         server = serve("wsgi:app", url, tmp_path)
-        base = next(server)
-        try:
+        with server as base:
             tokens = log_in(base)
             bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
             answers: list[tuple[float, int, Any, Any]] = []
@@ -240,5 +205,3 @@ def test_a_database_outage_is_503s_in_bounded_time_then_service_resumes(
             assert answers[-1][1] == 200  # back without restarting gunicorn
             status, _, _ = call(base, "/auth/refresh", {"refresh_token": tokens["refresh_token"]})
             assert status == 200
-        finally:
-            next(server, None)
