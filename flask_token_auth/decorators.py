@@ -26,11 +26,10 @@ from .errors import InvalidToken
 from .errors import MalformedAuthorization
 from .errors import MissingCredentials
 from .models import User
-from .sessions import check_session
+from .session_check import live_session_role
 from .state import auth_state
 from .state import AuthState
 from .tokens import AccessClaims
-from .tokens import verify_access_token
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,7 +79,7 @@ def signed_request_claims(state: AuthState, *, now: datetime) -> AccessClaims:
     token = bearer_token_from_header()
     if token is None:
         raise MissingCredentials("an access token is required")
-    return verify_access_token(token, keys=state.keys, settings=state.settings, now=now)
+    return state.access_tokens.verify(token, now=now)
 
 
 def _stateless_claims() -> AccessClaims:
@@ -92,7 +91,9 @@ def _stateless_claims() -> AccessClaims:
 def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
     """The role if the session is live; a database failure is a TemporarilyUnavailable."""
     try:
-        return check_session(state, session_id=claims.session_id, user_id=claims.user_id, now=now)
+        return live_session_role(
+            state.db.engine, session_id=claims.session_id, user_id=claims.user_id, now=now
+        )
     except SQLAlchemyError as error:
         failure = database_failure(error)
         if failure is None:

@@ -16,6 +16,7 @@ from .ratelimit import RateLimits
 from .settings import AuthSettings
 from .state import AuthState
 from .state import EXTENSION_KEY
+from .tokens import AccessTokenVerifier
 from .transport import allow_trusted_origins
 from .views import blueprint
 
@@ -51,9 +52,13 @@ class AuthManager:
                 "AuthManager.init_app: this app is already set up; call init_app once per app."
             )
         settings = AuthSettings.from_config(app.config)
+        keys = load_key_set(settings)
         app.extensions[EXTENSION_KEY] = AuthState(
             settings=settings,
-            keys=load_key_set(settings),
+            keys=keys,
+            access_tokens=AccessTokenVerifier(
+                keys=keys, settings=settings, cache_size=settings.access_token_cache_size
+            ),
             passwords=PasswordHasher(settings.argon2_profile),
             rate_limits=RateLimits(
                 settings.rate_limits,

@@ -61,7 +61,7 @@ class AuthSession(Base):
         return self.revoked_at is None and now < self.expires_at
 
     @classmethod
-    def live_at(cls, now: datetime) -> sa.ColumnElement[bool]:
+    def live_at(cls, now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
         """`is_live(now)` as SQL."""
         return sa.and_(cls.revoked_at.is_(None), cls.expires_at > now)
 

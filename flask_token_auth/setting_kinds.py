@@ -101,9 +101,16 @@ class Flag(Kind):
 
 
 class PositiveInt(Kind):
+    """A whole number above zero, or at least zero with `allow_zero`."""
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
     def check(self, value: Any) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise SettingError(f"must be a positive integer, got {value!r}", "fix the value")
+        least = 0 if self.allow_zero else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            kind = "a whole number, 0 or more" if self.allow_zero else "a positive integer"
+            raise SettingError(f"must be {kind}, got {value!r}", "fix the value")
         return value
 
     def from_text(self, text: str) -> int:

@@ -83,6 +83,12 @@ class AuthSettings:
     access_token_ttl: timedelta = setting(
         timedelta(minutes=15), Duration(), "lifetime of an access token"
     )
+    access_token_cache_size: int = setting(
+        4096,
+        PositiveInt(allow_zero=True),
+        "verified access tokens each worker remembers (about 1 KB each), so that a token used "
+        "again skips the signature check; expiry is checked on every use (0: none)",
+    )
     refresh_token_ttl: timedelta = setting(
         timedelta(days=7), Duration(), "lifetime of a refresh token (sliding: each rotation)"
     )

@@ -14,6 +14,7 @@ from .keys import KeySet
 from .passwords import PasswordHasher
 from .ratelimit import RateLimits
 from .settings import AuthSettings
+from .tokens import AccessTokenVerifier
 
 EXTENSION_KEY = "flask_token_auth"
 
@@ -22,6 +23,7 @@ EXTENSION_KEY = "flask_token_auth"
 class AuthState:
     settings: AuthSettings
     keys: KeySet
+    access_tokens: AccessTokenVerifier
     passwords: PasswordHasher
     rate_limits: RateLimits
     db: SQLAlchemy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -68,6 +69,32 @@ def verify_access_token(
 
     Raises InvalidToken. Whether the session is still alive is the caller's check.
     """
+    claims = signed_access_claims(token, keys=keys, settings=settings)
+    return check_lifetime(claims, settings=settings, now=now)
+
+
+class AccessTokenVerifier:
+    """`verify_access_token` for one app, remembering the last `cache_size` tokens that
+    verified: a token presented again costs a lookup instead of a signature check, and its
+    lifetime is still checked at every use. Thread-safe; `cache_size` 0 remembers none.
+
+    Threat: a forged or altered token reusing a verdict. Only tokens whose signature and
+    claims verified enter, keyed by the whole token; the keys are fixed for the app's life.
+    """
+
+    def __init__(self, *, keys: KeySet, settings: AuthSettings, cache_size: int) -> None:
+        self._settings = settings
+        verify_signature = functools.partial(signed_access_claims, keys=keys, settings=settings)
+        self.signed_claims = functools.lru_cache(maxsize=cache_size)(verify_signature)
+
+    def verify(self, token: str, *, now: datetime) -> AccessClaims:
+        """As `verify_access_token`; raises InvalidToken."""
+        return check_lifetime(self.signed_claims(token), settings=self._settings, now=now)
+
+
+def signed_access_claims(token: str, *, keys: KeySet, settings: AuthSettings) -> AccessClaims:
+    """The claims of `token` if its signature, `typ`, `iss`, `aud` and every required claim
+    verify, whatever the time; raises InvalidToken."""
     if len(token) > MAX_ACCESS_TOKEN_LENGTH:
         raise InvalidToken("the access token is too large")
     kid = _kid_of(token)
@@ -110,12 +137,6 @@ def verify_access_token(
         and isinstance(claims["role"], str)
     ):
         raise InvalidToken("the access token is invalid")
-    leeway = settings.jwt_leeway.total_seconds()
-    timestamp = now.timestamp()
-    if timestamp >= expires_at + leeway:
-        raise InvalidToken("the access token has expired")
-    if issued_at > timestamp + leeway:
-        raise InvalidToken("the access token is not valid yet")
     return AccessClaims(
         user_id=int(subject),
         session_id=session_id,
@@ -124,6 +145,17 @@ def verify_access_token(
         issued_at=issued_at,
         expires_at=expires_at,
     )
+
+
+def check_lifetime(claims: AccessClaims, *, settings: AuthSettings, now: datetime) -> AccessClaims:
+    """`claims` if valid at `now`, give or take the leeway; raises InvalidToken."""
+    leeway = settings.jwt_leeway.total_seconds()
+    timestamp = now.timestamp()
+    if timestamp >= claims.expires_at + leeway:
+        raise InvalidToken("the access token has expired")
+    if claims.issued_at > timestamp + leeway:
+        raise InvalidToken("the access token is not valid yet")
+    return claims
 
 
 def _kid_of(token: str) -> object:
