@@ -49,8 +49,12 @@ pytest: install
 
 test: lint typecheck pytest
 
-# Flask-JWT-Extended, compared against in the bench, goes into the bench environment only.
+# wrk from Debian's packages drives the bench; Flask-JWT-Extended, compared against, goes into
+# the bench environment only. SQLite always; PostgreSQL and MariaDB when BENCH_POSTGRES_URL and
+# BENCH_MARIADB_URL name a server (the bench creates and drops a database of its own there).
 bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is needed: apt-get install wrk (as root)"; exit 1; }
 	$(BIN)/pip install --quiet flask-jwt-extended
 	$(BIN)/python bench/run.py
 

@@ -104,7 +104,7 @@ def bench(database_url: str) -> list[Row]:
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     sqlite = database_url.startswith("sqlite")
     with (
-        gunicorn("wsgi:app", env) as ours,
+        gunicorn("ours_app:app", env, "bench") as ours,
         gunicorn("plain_app:app", env, "bench") as plain,
         gunicorn("fjx_app:app", env, "bench") as fjx,
     ):

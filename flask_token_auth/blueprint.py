@@ -33,9 +33,7 @@ def _json_for_unknown_auth_paths() -> Response | None:
         # `//refresh` or a trailing slash: no redirect built from the Host header, a 404.
         error = NotFound()
     if isinstance(error, NotFound | MethodNotAllowed):
-        response = render_http_exception(error)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _no_store_nosniff(render_http_exception(error))
     return None
 
 
@@ -46,19 +44,14 @@ def _reject_foreign_origin() -> None:
 
 
 @blueprint.after_request
-def _no_store(response: Response) -> Response:
+def _no_store_nosniff(response: Response) -> Response:
+    """On every answer under our prefix (auth failures on the host's routes get the same from
+    `render_auth_error`): no app-wide hook, so the host's own routes pay nothing."""
     # Threat: tokens kept by a shared cache or the browser's history.
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@blueprint.after_app_request
-def _nosniff(response: Response) -> Response:
-    """Threat: a browser sniffing a JSON answer into HTML or script. Set on the extension's
-    answers (its routes, auth failures anywhere); the host's own are the host's."""
-    if response.headers.get("WWW-Authenticate") or _under_prefix(request.path):
-        response.headers["X-Content-Type-Options"] = "nosniff"
+    # Threat: a browser sniffing a JSON answer into HTML or script.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

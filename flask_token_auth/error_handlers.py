@@ -62,6 +62,8 @@ def render_auth_error(error: AuthError) -> Response:
     if error.clears_cookies:
         clear_token_cookies(response, auth_state())
     response.headers["Cache-Control"] = "no-store"
+    # Threat: a browser sniffing a JSON answer into HTML or script (on the host's routes too).
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
