@@ -1,8 +1,8 @@
 """Load for `make bench`: wrk against a server, with the CPU the server and the database spent.
 
-`measure(...)` runs wrk with `bench/wrk.lua` and returns one `Figures`: requests per second,
-p50 and p99 latency, and the CPU time per request of the gunicorn processes and of the database
-server processes, read from /proc before and after.
+`measure(...)` runs one wrk per `Load` (with `bench/wrk.lua`), all at the same time, and returns
+their `Figures`: requests per second, p50 and p99 latency, and the CPU time per request of the
+gunicorn processes and of the database server processes, read from /proc before and after.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import signal
 import subprocess
 from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,51 +44,81 @@ class LoadFailed(SystemExit):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What one wrk process sends (see wrk.lua for the modes)."""
+
+    server: Server
+    path: str
+    mode: str = "get"
+    connections: int = 8
+    threads: int = 1
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    body: str | None = None
+    tokens: Sequence[str] = ()
+    #: The database's CPU in the window is charged to the loads that query it.
+    queries_database: bool = True
+
+
 def measure(
-    server: Server,
-    path: str,
-    *,
-    seconds: float,
-    mode: str = "get",
-    threads: int = 2,
-    connections: int = 16,
-    headers: Mapping[str, str] | None = None,
-    body: str | None = None,
-    tokens: Iterable[str] = (),
-    until: subprocess.Popen[bytes] | None = None,
-) -> Figures:
-    """wrk on `server` for `seconds`, or until the process `until` exits; LoadFailed on any
-    failed or non-2xx answer."""
-    url = server.base_url + path
-    command = ["wrk", f"-t{threads}", f"-c{connections}", "--timeout", "30s", "-s", str(SCRIPT)]
-    command += [f"-d{int(seconds) if until is None else 3600}s", url]
-    for name, value in (headers or {}).items():
-        command[1:1] = ["-H", f"{name}: {value}"]
-    env = os.environ | {"BENCH_MODE": mode, "BENCH_TOKENS": ",".join(tokens)}
-    if body is not None:
-        env["BENCH_BODY"] = body
-    database = server.database_processes
-    app_before, db_before = _cpu(_tree(server.pid)), _cpu(_pids_named(database))
-    wrk = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    *loads: Load, seconds: float, until: subprocess.Popen[bytes] | None = None
+) -> list[Figures]:
+    """One wrk per load, all at once, for `seconds` or until the process `until` exits; the
+    figures of each. LoadFailed on any failed or non-2xx answer."""
+    servers = {load.server for load in loads}
+    database = frozenset().union(*(server.database_processes for server in servers))
+    app_before = {server: _cpu(_tree(server.pid)) for server in servers}
+    db_before = _cpu(_pids_named(database))
+    processes = [_start(load, 3600 if until is not None else seconds) for load in loads]
     if until is not None:
         until.wait()
-        wrk.send_signal(signal.SIGINT)  # wrk stops and reports what it measured so far
-    output = wrk.communicate(timeout=seconds + 120)[0].decode()
-    app_cpu = _cpu(_tree(server.pid)) - app_before
+        for process in processes:
+            process.send_signal(signal.SIGINT)  # wrk stops and reports what it measured
+    outputs = [process.communicate(timeout=seconds + 120)[0].decode() for process in processes]
+    app_cpu = {server: _cpu(_tree(server.pid)) - app_before[server] for server in servers}
     db_cpu = _cpu(_pids_named(database)) - db_before
+    results = [_result(output, load) for output, load in zip(outputs, loads, strict=True)]
+    querying = sum(
+        result["requests"]
+        for result, load in zip(results, loads, strict=True)
+        if load.queries_database
+    )
+    return [
+        Figures(
+            rate=result["requests"] / result["seconds"],
+            p50=result["p50_ms"],
+            p99=result["p99_ms"],
+            app_cpu_us=app_cpu[load.server] / _requests_on(load.server, loads, results) * 1e6,
+            db_cpu_us=db_cpu / querying * 1e6 if load.queries_database else 0.0,
+        )
+        for result, load in zip(results, loads, strict=True)
+    ]
+
+
+def _start(load: Load, seconds: float) -> subprocess.Popen[bytes]:
+    command = ["wrk", f"-t{load.threads}", f"-c{load.connections}", "--timeout", "30s"]
+    command += ["-s", str(SCRIPT), f"-d{int(seconds)}s", load.server.base_url + load.path]
+    for name, value in load.headers.items():
+        command += ["-H", f"{name}: {value}"]
+    env = os.environ | {"BENCH_MODE": load.mode, "BENCH_TOKENS": ",".join(load.tokens)}
+    if load.body is not None:
+        env["BENCH_BODY"] = load.body
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _result(output: str, load: Load) -> dict[str, Any]:
     line = next((x for x in output.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise LoadFailed(f"wrk gave no figures:\n{output}")
-    result = json.loads(line.removeprefix("BENCH "))
+    result: dict[str, Any] = json.loads(line.removeprefix("BENCH "))
     if result["failed"] or not result["requests"]:
-        raise LoadFailed(f"{result['failed']} of {result['requests']} requests failed: {url}")
-    requests = result["requests"]
-    return Figures(
-        rate=requests / result["seconds"],
-        p50=result["p50_ms"],
-        p99=result["p99_ms"],
-        app_cpu_us=app_cpu / requests * 1e6,
-        db_cpu_us=db_cpu / requests * 1e6,
+        raise LoadFailed(f"{result['failed']} of {result['requests']} requests failed: {load}")
+    return result
+
+
+def _requests_on(server: Server, loads: Sequence[Load], results: list[dict[str, Any]]) -> int:
+    return sum(
+        r["requests"] for r, load in zip(results, loads, strict=True) if load.server == server
     )
 
 

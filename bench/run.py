@@ -38,6 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from load import Figures
+from load import Load
 from load import measure
 from load import Server
 
@@ -50,8 +51,8 @@ from flask_token_auth import User  # noqa: E402
 from flask_token_auth.engines import register_url_schemes  # noqa: E402
 from flask_token_auth.passwords import PasswordHasher  # noqa: E402
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 PRUNE_ROWS = int(os.environ.get("BENCH_PRUNE_ROWS", "1000000"))
 CHAINS = 8  # concurrent refresh chains: wrk threads of one connection each
 PASSWORD = "correct horse battery"  # noqa: S105 (a benchmark user)
@@ -165,41 +166,59 @@ def post(server: Server, path: str, body: dict[str, Any]) -> Any:
         return json.loads(response.read() or b"null")
 
 
-def rounds(runs: dict[str, Callable[[], Figures]]) -> dict[str, list[Figures]]:
+def rounds(runs: dict[str, Callable[[], Any]]) -> dict[str, list[Any]]:
     """Every run once per round, ROUNDS rounds, the order reversed every other round."""
-    results: dict[str, list[Figures]] = {name: [] for name in runs}
+    results: dict[str, list[Any]] = {name: [] for name in runs}
     for number in range(ROUNDS):
         order = list(runs) if number % 2 == 0 else list(reversed(runs))
         for name in order:
-            results[name].append(runs[name]())
+            figures = runs[name]()
+            results[name].append(figures)
+            print(f"round {number + 1}: {name}: {figures}", file=sys.stderr, flush=True)
     return results
 
 
 def throughput(plain: Server, ours: Server, fjx: Server, *, protected_goal: float) -> list[Row]:
-    """GET routes against Flask alone serving the same JSON (`plain`), with wrk -t2 -c16."""
+    """Each GET route loaded at the same time as Flask alone serving the same JSON (`plain`),
+    by two wrk of 8 connections: a slow spell of the shared machine slows both alike, and
+    their ratio is their request rates in the same seconds."""
     ours_token = post(ours, "/auth/login", CREDENTIALS)["access_token"]
     with urllib.request.urlopen(fjx.base_url + "/token") as response:  # noqa: S310
         fjx_token = json.loads(response.read())["access_token"]
 
-    def get(server: Server, path: str, token: str | None = None) -> Callable[[], Figures]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return lambda: measure(server, path, seconds=SECONDS, headers=headers)
+    def beside_plain(load: Load) -> Callable[[], tuple[Figures, Figures]]:
+        def run() -> tuple[Figures, Figures]:
+            plain_load = Load(plain, "/healthz", queries_database=False)
+            baseline, figures = measure(plain_load, load, seconds=SECONDS)
+            return baseline, figures
 
-    runs = rounds(
+        return run
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    pairs = rounds(
         {
-            "plain": get(plain, "/healthz"),
-            "unprotected": get(ours, "/healthz"),
-            "protected": get(ours, "/api/hello", ours_token),
-            "stateless": get(ours, "/api/stateless", ours_token),
-            "fjx": get(fjx, "/api/hello", fjx_token),
+            "unprotected": beside_plain(Load(ours, "/healthz", queries_database=False)),
+            "protected": beside_plain(Load(ours, "/api/hello", headers=bearer(ours_token))),
+            "stateless": beside_plain(
+                Load(ours, "/api/stateless", headers=bearer(ours_token), queries_database=False)
+            ),
+            "fjx": beside_plain(
+                Load(fjx, "/api/hello", headers=bearer(fjx_token), queries_database=False)
+            ),
         }
     )
-    ratio = {name: per_round(runs[name], runs["plain"], "rate") for name in runs}
+    runs = {name: [figures for _, figures in pairs[name]] for name in pairs}
+    runs["plain"] = [baseline for name in pairs for baseline, _ in pairs[name]]
+    ratio = {
+        name: [figures.rate / baseline.rate for baseline, figures in pairs[name]] for name in pairs
+    }
     protected, fjx_ratio = statistics.median(ratio["protected"]), statistics.median(ratio["fjx"])
     return [
-        ("Flask alone: GET /healthz (the plain route)", runs["plain"], "1", ""),
+        ("Flask alone: GET /healthz (the plain route, beside each row)", runs["plain"], "1", ""),
         (
-            "GET /healthz of the service (no decorator)",
+            "GET /healthz of the host with the extension (no decorator)",
             runs["unprotected"],
             show(ratio["unprotected"]),
             "",
@@ -227,22 +246,16 @@ def throughput(plain: Server, ours: Server, fjx: Server, *, protected_goal: floa
 
 
 def writes(ours: Server, plain: Server) -> list[Row]:
-    """Refresh (CHAINS chains, one connection each) against the INSERT floor, same concurrency."""
+    """Refresh (CHAINS chains, one connection each) against the INSERT floor at the same
+    concurrency, one after the other (run together, they would queue on each other's locks)."""
 
     def refresh() -> Figures:
         tokens = [post(ours, "/auth/login", CREDENTIALS)["refresh_token"] for _ in range(CHAINS)]
         return rotate(ours, tokens, seconds=SECONDS)
 
     def insert() -> Figures:
-        return measure(
-            plain,
-            "/insert",
-            mode="post",
-            body="{}",
-            seconds=SECONDS,
-            threads=CHAINS,
-            connections=CHAINS,
-        )
+        load = Load(plain, "/insert", mode="post", body="{}", threads=CHAINS, connections=CHAINS)
+        return measure(load, seconds=SECONDS)[0]
 
     runs = rounds({"refresh": refresh, "insert": insert})
     p50 = per_round(runs["refresh"], runs["insert"], "p50")
@@ -265,16 +278,15 @@ def rotate(
     until: subprocess.Popen[bytes] | None = None,
 ) -> Figures:
     """Refreshes of each token's chain, one wrk thread and connection per chain."""
-    return measure(
+    load = Load(
         server,
         "/auth/refresh",
         mode="refresh",
-        seconds=seconds,
         threads=len(tokens),
         connections=len(tokens),
         tokens=tokens,
-        until=until,
     )
+    return measure(load, seconds=seconds, until=until)[0]
 
 
 def logins(ours: Server) -> list[Row]:
@@ -282,15 +294,8 @@ def logins(ours: Server) -> list[Row]:
     body = json.dumps(CREDENTIALS)
 
     def login() -> Figures:
-        return measure(
-            ours,
-            "/auth/login",
-            mode="post",
-            body=body,
-            seconds=SECONDS,
-            threads=1,
-            connections=1,
-        )
+        load = Load(ours, "/auth/login", mode="post", body=body, connections=1)
+        return measure(load, seconds=SECONDS)[0]
 
     hasher = PasswordHasher("rfc9106_low_memory")
     password_hash = hasher.hash(PASSWORD)
@@ -446,11 +451,14 @@ def machine(targets: list[tuple[str, str | None]]) -> str:
     return (
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {'; '.join(versions)}; {' '.join(wrk[:2])}.\n\n"
-        f"gunicorn with 2 sync workers on loopback; wrk -t2 -c16 on the GET routes, one thread "
-        f"and connection per refresh chain ({CHAINS}) and per INSERT client, one for login. "
-        f"{ROUNDS} rounds of {SECONDS:.0f} s per row, alternating their order; figures are "
-        "medians, ratios are per round and their median. CPU is per request: gunicorn's "
-        "master and workers, and every database server process.\n"
+        "Each app under gunicorn with 2 sync workers, on loopback. A GET route runs at the "
+        "same time as Flask alone serving the same JSON, each loaded by its own wrk (one "
+        "thread, 8 connections), so that both see the same machine; its ratio is the two "
+        f"request rates. Refresh ({CHAINS} chains, a wrk thread and connection each), the INSERT "
+        "floor (as many connections) and login (one) run alone. "
+        f"{ROUNDS} rounds of {SECONDS:.0f} s per row, their order reversed every other round; "
+        "figures are medians, ratios per round and their median. CPU is per request: "
+        "gunicorn's master and workers, and the database server's processes.\n"
     )
 
 

@@ -24,6 +24,7 @@ from flask_token_auth import current_user
 from flask_token_auth.errors import InvalidToken
 from flask_token_auth.keys import load_key_set
 from flask_token_auth.models import AuthSession
+from flask_token_auth.session_check import _kept_connections
 from flask_token_auth.session_check import live_session_role
 from flask_token_auth.settings import AuthSettings
 from flask_token_auth.settings import settings_from_environment
@@ -285,37 +286,35 @@ def test_live_session_role_on_every_database(app: Flask) -> None:
 def test_a_database_error_in_the_check_is_sqlalchemys_and_discards_the_connection(
     sqlite_app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A driver error becomes SQLAlchemy's, parameters hidden; the connection is invalidated,
-    none stays checked out; over HTTP a missing table is the extension's `server_error`."""
+    """A driver error becomes SQLAlchemy's, parameters hidden; the connection is closed, not
+    kept, none stays checked out; over HTTP a missing table is the extension's `server_error`."""
     client, claims, access_token = logged_in(sqlite_app)
     with sqlite_app.app_context():
         engine = db.engine
-    invalidated: list[object] = []
-    sa.event.listen(engine, "invalidate", lambda *args: invalidated.append(args))
+
+    def check() -> str | None:
+        return live_session_role(
+            engine, session_id=claims.session_id, user_id=claims.user_id, now=datetime.now(UTC)
+        )
+
+    assert check() == "user"
+    kept = _kept_connections(engine)
+    assert len(kept.idle) == 1
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE auth_sessions"))
 
     with pytest.raises(sa.exc.OperationalError) as caught:
-        live_session_role(
-            engine, session_id=claims.session_id, user_id=claims.user_id, now=datetime.now(UTC)
-        )
+        check()
     assert caught.value.hide_parameters is True
     assert "no such table: auth_sessions" in str(caught.value)
     assert claims.session_id not in str(caught.value)
-    assert (queue_pool(engine).checkedout(), len(invalidated)) == (0, 1)
+    assert (queue_pool(engine).checkedout(), kept.idle) == (0, [])
 
     response = client.get("/api/hello", headers=bearer(access_token))
     assert (response.status_code, response.json) == (500, SCHEMA_MISSING)
     assert "flask db upgrade" in caplog.text
     assert claims.session_id not in caplog.text
-    assert (queue_pool(engine).checkedout(), len(invalidated)) == (0, 2)
-
-
-class _Interrupting:
-    """A cursor whose query is interrupted (as by KeyboardInterrupt or a gevent timeout)."""
-
-    def execute(self, *args: object) -> None:
-        raise KeyboardInterrupt
+    assert (queue_pool(engine).checkedout(), kept.idle) == (0, [])
 
 
 @pytest.fixture
@@ -325,30 +324,57 @@ def postgresql_app() -> Iterator[Flask]:
             yield application
 
 
-def test_an_interrupted_check_returns_no_connection_in_autocommit(
-    postgresql_app: Flask, monkeypatch: pytest.MonkeyPatch
+def _interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt  # as a gevent timeout or a worker's shutdown would
+
+
+def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommit(
+    postgresql_app: Flask,
 ) -> None:
-    """On PostgreSQL the check switches its connection to autocommit; interrupted between the
-    switch and its undoing, the connection is discarded, so the pool's next transaction is
-    one (its rollback undoes its work)."""
+    """Interrupted in the middle of a query, the check's connection is closed, not kept; the
+    connections it keeps, in autocommit, never reach the engine's pool, whose transactions
+    stay transactions (a rollback undoes their work)."""
     with postgresql_app.app_context():
         engine = db.engine
-    engine.dispose()
-    take = engine.raw_connection
+    assert live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC)) is None
+    kept = _kept_connections(engine)
+    (driver,) = kept.idle
+    assert driver.autocommit is True
+    driver.cursor = _interrupt
 
-    def interrupted() -> Any:
-        connection = take()
-        connection.cursor = lambda *args, **kwargs: _Interrupting()  # type: ignore[assignment]
-        return connection
-
-    monkeypatch.setattr(engine, "raw_connection", interrupted)
     with pytest.raises(KeyboardInterrupt):
         live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
-    monkeypatch.undo()
+    assert (kept.idle, driver.closed, queue_pool(engine).checkedout()) == ([], True, 0)
 
-    assert queue_pool(engine).checkedout() == 0
     with engine.connect() as connection:
+        assert connection.connection.dbapi_connection.autocommit is False
         connection.execute(sa.text("CREATE TABLE interrupted_check (x int)"))
         connection.rollback()
     with engine.connect() as connection:
         assert connection.scalar(sa.text("SELECT to_regclass('interrupted_check')")) is None
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
+    postgresql_app: Flask,
+) -> None:
+    """What pool_pre_ping does for the pool: a kept connection killed by the server (a restart,
+    an idle timeout) costs the check one more try on a new connection, not a 503."""
+    with postgresql_app.app_context():
+        engine = db.engine
+    client, claims, access_token = logged_in(postgresql_app)
+    assert client.get("/api/hello", headers=bearer(access_token)).status_code == 200
+    kept = _kept_connections(engine)
+    (driver,) = kept.idle
+    with engine.connect() as connection:
+        killed = connection.scalar(
+            sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
+        )
+    assert killed is True
+
+    response = client.get("/api/hello", headers=bearer(access_token))
+    assert (response.status_code, response.json) == (
+        200,
+        {"message": f"hello, user {claims.user_id}"},
+    )
+    (replacement,) = kept.idle
+    assert (driver.closed, replacement is driver, replacement.closed) == (True, False, False)
