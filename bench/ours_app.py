@@ -22,6 +22,8 @@ from flask_token_auth import current_claims
 from flask_token_auth import engine_options
 from flask_token_auth import settings_from_environment
 
+db = SQLAlchemy()
+auth = AuthManager(db=db)  # first: it maps `mysql://` and the like to the installed drivers
 app = Flask(__name__)
 url = os.environ["DATABASE_URL"]
 app.config.update(
@@ -30,10 +32,10 @@ app.config.update(
     AUTH_JWT_SECRET_KEY=os.environ["SECRET_KEY"],
     **settings_from_environment(os.environ),
 )
-db = SQLAlchemy(app)
+db.init_app(app)
 with app.app_context():
     configure_sqlite(db.engine)
-AuthManager(app, db=db)
+auth.init_app(app)
 
 
 @app.get("/healthz")

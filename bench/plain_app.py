@@ -1,6 +1,6 @@
 """The bench's yardsticks: Flask alone serving the same JSON route as the others (`/healthz`),
-and the floor of a write, one INSERT and its COMMIT on the bench's database (`/insert`), for a
-refresh to be compared with."""
+the floor of a write, one INSERT and its COMMIT on the bench's database (`/insert`), for a
+refresh to be compared with, and the floor of a login, one argon2 verification (`/argon2`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from flask import jsonify
+from flask import request
 
 from flask_token_auth import configure_sqlite
 from flask_token_auth import engine_options
 from flask_token_auth.engines import register_url_schemes
+from flask_token_auth.passwords import PasswordHasher
 
 app = Flask(__name__)
 # The same URLs and engine settings as the service's own (WAL on SQLite, READ COMMITTED).
@@ -40,3 +42,15 @@ def insert() -> Any:
     with engine.begin() as connection:
         connection.execute(floor.insert().values(value=os.urandom(16).hex()))
     return jsonify(status="ok")
+
+
+# The service's profile, and a hash made at start, as a user's is at registration.
+hasher = PasswordHasher("rfc9106_low_memory")
+password_hash = hasher.hash("correct horse battery")
+
+
+@app.post("/argon2")
+def argon2() -> Any:
+    """One argon2 verification of the posted password: the least any login can cost."""
+    password = request.get_json()["password"]
+    return jsonify(verified=hasher.verify(password_hash, password))

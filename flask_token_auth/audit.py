@@ -52,7 +52,7 @@ def record_event(
 ) -> None:
     """Insert an event in the caller's transaction; it is published (log line, signal,
     metrics) when that transaction commits. The caller commits."""
-    db_session.execute(
+    db_session.connection().execute(
         _INSERT_EVENT,
         {
             "at": now,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from collections.abc import Iterable
 from datetime import datetime
@@ -36,6 +37,7 @@ R = TypeVar("R")
 # Our names on `g`, prefixed so as not to meet the host's.
 _CLAIMS = "_flask_token_auth_claims"
 _USER = "_flask_token_auth_user"
+_NOT_SET = object()
 
 
 def bearer_token_from_header() -> str | None:
@@ -68,7 +70,8 @@ def verify_request_token() -> AccessClaims:
     role = _live_session_role(state, claims, now=now)
     if role is None:
         raise InvalidToken("the session of this access token has ended")
-    claims = dataclasses.replace(claims, role=role)
+    if role != claims.role:
+        claims = dataclasses.replace(claims, role=role)
     setattr(g, _CLAIMS, claims)
     return claims
 
@@ -135,6 +138,9 @@ def auth_required(
     allowed = frozenset(roles) if roles is not None else None
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        # Decided once: Flask's ensure_sync returns a plain function as it is.
+        is_async = inspect.iscoroutinefunction(view)
+
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if request.method != "OPTIONS":
@@ -146,8 +152,10 @@ def auth_required(
                         raise InsufficientScope(
                             "this resource needs one of the roles: " + ", ".join(sorted(allowed))
                         )
-            result: R = current_app.ensure_sync(view)(*args, **kwargs)
-            return result
+            if is_async:
+                result: R = current_app.ensure_sync(view)(*args, **kwargs)
+                return result
+            return view(*args, **kwargs)
 
         return wrapper
 
@@ -155,9 +163,10 @@ def auth_required(
 
 
 def _current_claims() -> AccessClaims | None:
-    if _CLAIMS not in g:
+    claims = g.get(_CLAIMS, _NOT_SET)
+    if claims is _NOT_SET:
         raise RuntimeError("current_claims is only available inside an @auth_required view.")
-    return cast(AccessClaims | None, getattr(g, _CLAIMS))
+    return cast(AccessClaims | None, claims)
 
 
 def _current_user() -> User | None:

@@ -52,7 +52,6 @@ _CLAIM_TOKEN = (
     .where(RefreshToken.id == bindparam("token_id"), RefreshToken.used_at.is_(None))
     .values(used_at=_NOW)
 )
-_NO_SYNC = {"synchronize_session": False}
 
 
 def rotate_refresh_token(
@@ -83,17 +82,15 @@ def rotate_refresh_token(
     db_session.execute(select(User.id).where(User.id == user.id).with_for_update(read=True))
     # Threat: a refresh outliving a concurrent logout. The session must still be live when
     # its row is locked; a revocation that committed first ends this refresh.
-    touched = db_session.execute(
-        _TOUCH_LIVE_SESSION,
-        {"session_id": auth_session.id, "now": now},
-        execution_options=_NO_SYNC,
-    ).rowcount  # type: ignore[attr-defined]
+    # The writes go to the transaction's connection itself: the ORM adds nothing to them.
+    connection = db_session.connection()
+    touched = connection.execute(
+        _TOUCH_LIVE_SESSION, {"session_id": auth_session.id, "now": now}
+    ).rowcount
     if touched != 1:
         raise InvalidGrant(SESSION_OVER)
     # Threat: double spend. The row count of this UPDATE, not an earlier SELECT, decides.
-    claimed = db_session.execute(
-        _CLAIM_TOKEN, {"token_id": token.id, "now": now}, execution_options=_NO_SYNC
-    ).rowcount  # type: ignore[attr-defined]
+    claimed = connection.execute(_CLAIM_TOKEN, {"token_id": token.id, "now": now}).rowcount
     if claimed == 1:
         successor = successor_refresh_token(presented, secret_key=state.settings.jwt_secret_key)
         successor_expires_at = min(now + state.settings.refresh_token_ttl, auth_session.expires_at)

@@ -110,7 +110,7 @@ def add_refresh_token(
 ) -> None:
     """Insert the row of a new refresh token: its hash, never the token itself."""
     db_session.flush()  # a login's new session row goes first: the token refers to it
-    db_session.execute(
+    db_session.connection().execute(
         _INSERT_REFRESH_TOKEN,
         {
             "token_hash": refresh_token_hash(token),

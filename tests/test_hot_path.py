@@ -378,3 +378,21 @@ def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
     )
     (replacement,) = kept.idle
     assert (driver.closed, replacement is driver, replacement.closed) == (True, False, False)
+
+
+def test_the_hosts_own_routes_pay_for_no_hook_of_ours(sqlite_app: Flask) -> None:
+    """Of the app-wide hooks, the extension adds one: the JSON 404/405 under its prefix, which
+    returns at its first test on a routed request. nosniff and no-store come from the
+    blueprint and the error responses, as the answers show."""
+    ours = "flask_token_auth"
+    before = [f for f in sqlite_app.before_request_funcs.get(None, []) if ours in f.__module__]
+    after = [f for f in sqlite_app.after_request_funcs.get(None, []) if ours in f.__module__]
+    assert ([f.__name__ for f in before], after) == (["_json_for_unknown_auth_paths"], [])
+
+    client = sqlite_app.test_client()
+    unknown = client.get("/auth/nowhere")
+    refused = client.get("/api/hello")
+    host = client.get("/healthz")
+    assert (unknown.status_code, unknown.headers["X-Content-Type-Options"]) == (404, "nosniff")
+    assert (refused.status_code, refused.headers["X-Content-Type-Options"]) == (401, "nosniff")
+    assert (host.status_code, "X-Content-Type-Options" in host.headers) == (200, False)
