@@ -76,14 +76,16 @@ def rotate_refresh_token(
         raise InvalidGrant(SESSION_OVER)
     if now >= token.expires_at:
         raise InvalidGrant("the refresh token has expired")
+    # From here on, statements go to the transaction's connection: the ORM adds nothing to them.
     # Locks in one order everywhere, users then auth_sessions then refresh_tokens, so that no
     # cycle forms with a logout (the session row) or a password change (the user row, then
     # the sessions): the successor's foreign keys would otherwise take them in reverse.
-    db_session.execute(select(User.id).where(User.id == user.id).with_for_update(read=True))
+    # (SQLite has no row locks: it serialises writers, and this would be a plain read.)
+    connection = db_session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(_LOCK_USER, {"user_id": user.id})
     # Threat: a refresh outliving a concurrent logout. The session must still be live when
     # its row is locked; a revocation that committed first ends this refresh.
-    # The writes go to the transaction's connection itself: the ORM adds nothing to them.
-    connection = db_session.connection()
     touched = connection.execute(
         _TOUCH_LIVE_SESSION, {"session_id": auth_session.id, "now": now}
     ).rowcount
