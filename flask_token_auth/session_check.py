@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -84,17 +85,16 @@ def live_session_role(
         return _run(engine, query, parameters, lambda: _Pooled(engine.raw_connection()))
     kept = _kept_connections(engine)
     try:
-        return _run(engine, query, parameters, lambda: kept.take(engine))
+        return _run(engine, query, parameters, lambda: kept.take(engine), may_retry=True)
     except _Disconnected:
         # A kept connection the server had closed (a restart, an idle timeout): once more, on
-        # a new one; the others kept are likely dead too.
+        # a new one from the engine's pool; the others kept are likely dead too.
         kept.close_all()
-        return _run(engine, query, parameters, lambda: kept.take(engine))
+        return _run(engine, query, parameters, lambda: kept.take(engine, new=True))
 
 
 class _Connection(Protocol):
     driver: Any
-    kept: bool
 
     def release(self) -> None: ...
     def discard(self) -> None: ...
@@ -105,9 +105,15 @@ class _Disconnected(Exception):
 
 
 def _run(
-    engine: sa.Engine, query: _DriverQuery, parameters: Any, take: Callable[[], _Connection]
+    engine: sa.Engine,
+    query: _DriverQuery,
+    parameters: Any,
+    take: Callable[[], _Connection],
+    *,
+    may_retry: bool = False,
 ) -> str | None:
-    """The query on a connection from `take`, given back only if all went well."""
+    """The query on a connection from `take`, given back only if all went well. A dead
+    connection raises _Disconnected if `may_retry`, else SQLAlchemy's error as any other."""
     dialect = engine.dialect
     connection = None
     try:
@@ -118,13 +124,13 @@ def _run(
         cursor.close()
     except BaseException as error:
         # Whatever stopped the check (a driver error, a timeout, an interrupt), the connection
-        # is closed, never used again half-way through a query.
+        # is not used again half-way through a query.
         if connection is not None:
             connection.discard()
         if not isinstance(error, dialect.loaded_dbapi.Error):
             raise
         disconnected = connection is None or dialect.is_disconnect(error, connection.driver, None)
-        if disconnected and connection is not None and connection.kept:
+        if disconnected and may_retry and connection is not None:
             raise _Disconnected from error
         raise sa.exc.DBAPIError.instance(
             query.sql,
@@ -140,9 +146,9 @@ def _run(
 
 
 class _Pooled:
-    """A connection of the engine's pool, for the length of one check."""
-
-    kept = False
+    """A connection of the engine's pool, for the length of one check. Given back to the pool
+    even after an error: its reset-on-return deals with it, as for any Core query (closing it
+    would empty an in-memory SQLite database)."""
 
     def __init__(self, pooled: Any) -> None:
         self._pooled = pooled
@@ -151,13 +157,14 @@ class _Pooled:
     def release(self) -> None:
         self._pooled.close()
 
-    def discard(self) -> None:
-        self._pooled.invalidate()
-        self._pooled.close()
+    discard = release
 
 
 #: Idle connections kept per engine and process; more in use at once are closed after use.
 MAX_KEPT = 8
+#: A kept connection is replaced after this long, as a pool recycles: a failover or a new
+#: password reaches the check too.
+KEPT_FOR_SECONDS = 300.0
 
 
 class _KeptConnections:
@@ -166,46 +173,68 @@ class _KeptConnections:
     Taking one is a list pop: no pool checkout, no pre-ping, no reset on return, and on
     PostgreSQL and MariaDB no BEGIN or ROLLBACK, so a check is one round trip. They come from
     the engine's pool, detached, so they have the host's connect arguments and listeners.
-    Thread-safe (a list's pop and append are atomic); a forked process opens its own.
+    Thread-safe (a list's pop and append are atomic); a forked process opens its own and never
+    touches its parent's.
     """
 
     def __init__(self) -> None:
-        self.idle: list[Any] = []
+        self.idle: list[tuple[Any, float]] = []  # (driver connection, when opened)
+        self.generation = 0  # counts close_all(): older connections are not kept again
         self._pid = os.getpid()
 
-    def take(self, engine: sa.Engine) -> _Kept:
-        if self._pid != os.getpid():  # never a parent's connection in a forked worker
-            self.idle, self._pid = [], os.getpid()
+    def take(self, engine: sa.Engine, *, new: bool = False) -> _Kept:
+        self._forget_if_forked()
+        now = time.monotonic()
         driver: Any
-        try:
-            driver = self.idle.pop()
-        except IndexError:
-            pooled = engine.raw_connection()
-            driver = pooled.dbapi_connection
-            pooled.detach()
+        while self.idle and not new:
             try:
-                engine.dialect.set_isolation_level(driver, "AUTOCOMMIT")
-            except BaseException:
-                _close(driver)
-                raise
-        return _Kept(self, driver)
+                driver, opened = self.idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if now - opened < KEPT_FOR_SECONDS:
+                return _Kept(self, driver, opened, self.generation)
+            _close(driver)
+        pooled = engine.raw_connection()
+        driver = pooled.dbapi_connection
+        pooled.detach()
+        try:
+            engine.dialect.set_isolation_level(driver, "AUTOCOMMIT")
+        except BaseException:
+            _close(driver)
+            raise
+        return _Kept(self, driver, now, self.generation)
 
     def close_all(self) -> None:
+        """Close the idle ones; those in use are closed when given back."""
+        if self._forget_if_forked():
+            return
+        self.generation += 1
         idle, self.idle = self.idle, []
-        for driver in idle:
+        for driver, _ in idle:
             _close(driver)
+
+    def _forget_if_forked(self) -> bool:
+        """After a fork, drop the parent's connections without closing them (closing would end
+        the parent's sessions on the server, through the shared sockets)."""
+        if self._pid == os.getpid():
+            return False
+        self.idle, self._pid = [], os.getpid()
+        return True
 
 
 class _Kept:
-    kept = True
-
-    def __init__(self, owner: _KeptConnections, driver: Any) -> None:
+    def __init__(
+        self, owner: _KeptConnections, driver: Any, opened: float, generation: int
+    ) -> None:
         self._owner = owner
         self.driver = driver
+        self._opened = opened
+        self._generation = generation
 
     def release(self) -> None:
-        if len(self._owner.idle) < MAX_KEPT:
-            self._owner.idle.append(self.driver)
+        owner = self._owner
+        if owner.generation == self._generation and len(owner.idle) < MAX_KEPT:
+            owner.idle.append((self.driver, self._opened))
         else:
             _close(self.driver)
 

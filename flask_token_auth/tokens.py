@@ -24,6 +24,7 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "exp", "role")
 # Threat: parsing cost and header smuggling through giant tokens.
 MAX_ACCESS_TOKEN_LENGTH = 8192
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 REFRESH_TOKEN_BYTES = 32
 _REFRESH_TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
 # A user id the database can look up: a positive BIGINT.
@@ -97,6 +98,10 @@ def signed_access_claims(token: str, *, keys: KeySet, settings: AuthSettings) ->
     verify, whatever the time; raises InvalidToken."""
     if len(token) > MAX_ACCESS_TOKEN_LENGTH:
         raise InvalidToken("the access token is too large")
+    # Threat: one token spelled many ways (padding, characters some PyJWT releases skip)
+    # filling the verified-token cache. RFC 7515's compact form is unpadded base64url.
+    if not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("the access token is malformed")
     kid = _kid_of(token)
     # Threat: an attacker-chosen key. Only our own keys, looked up by kid, ever verify.
     key = keys.verification_keys.get(kid) if isinstance(kid, str) else None

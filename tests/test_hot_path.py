@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import timedelta
@@ -338,7 +339,7 @@ def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommi
         engine = db.engine
     assert live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC)) is None
     kept = _kept_connections(engine)
-    (driver,) = kept.idle
+    ((driver, _),) = kept.idle
     assert driver.autocommit is True
     driver.cursor = _interrupt
 
@@ -364,7 +365,7 @@ def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
     client, claims, access_token = logged_in(postgresql_app)
     assert client.get("/api/hello", headers=bearer(access_token)).status_code == 200
     kept = _kept_connections(engine)
-    (driver,) = kept.idle
+    ((driver, _),) = kept.idle
     with engine.connect() as connection:
         killed = connection.scalar(
             sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
@@ -376,7 +377,7 @@ def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
         200,
         {"message": f"hello, user {claims.user_id}"},
     )
-    (replacement,) = kept.idle
+    ((replacement, _),) = kept.idle
     assert (driver.closed, replacement is driver, replacement.closed) == (True, False, False)
 
 
@@ -396,3 +397,43 @@ def test_the_hosts_own_routes_pay_for_no_hook_of_ours(sqlite_app: Flask) -> None
     assert (unknown.status_code, unknown.headers["X-Content-Type-Options"]) == (404, "nosniff")
     assert (refused.status_code, refused.headers["X-Content-Type-Options"]) == (401, "nosniff")
     assert (host.status_code, "X-Content-Type-Options" in host.headers) == (200, False)
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda token: token + "=",  # padding
+        lambda token: token[:-2] + "!" + token[-2:],  # a character outside base64url
+        lambda token: token.replace(".", "..", 1),  # an empty segment
+        lambda token: " " + token,
+    ],
+)
+def test_only_the_compact_form_is_verified_or_remembered(respell: Any) -> None:
+    """One token cannot be spelled many ways into the cache (some PyJWT releases skip stray
+    characters): anything but unpadded base64url segments is refused before PyJWT sees it."""
+    checker, token = verifier(), new_token()
+    checker.verify(token, now=NOW)
+
+    with pytest.raises(InvalidToken, match=r"^the access token is malformed$"):
+        checker.verify(respell(token), now=NOW)
+    assert checker.signed_claims.cache_info().currsize == 1
+
+
+def test_a_connection_in_use_during_dispose_is_not_kept(sqlite_app: Flask) -> None:
+    """`engine.dispose()` (a failover, new credentials) reaches the check too: the kept
+    connections close, and one in use at the time closes when given back, not kept."""
+    logged_in(sqlite_app)
+    with sqlite_app.app_context():
+        engine = db.engine
+    kept = _kept_connections(engine)
+    in_use = kept.take(engine)
+    idle = kept.take(engine)
+    idle.release()
+    ((idle_driver, _),) = kept.idle
+
+    engine.dispose()
+    in_use.release()
+    assert kept.idle == []
+    for driver in (idle_driver, in_use.driver):
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            driver.cursor()
