@@ -448,7 +448,8 @@ def machine(targets: list[tuple[str, str | None]]) -> str:
         if url is not None:
             engine = sa.create_engine(url)
             with engine.connect() as connection:
-                versions.append(f"{name} {connection.exec_driver_sql('SELECT version()').scalar()}")
+                version = str(connection.exec_driver_sql("SELECT version()").scalar())
+                versions.append(f"{name} {version.removeprefix(name).strip()}")
             engine.dispose()
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()
     return (
