@@ -112,8 +112,9 @@ def _run(
     *,
     may_retry: bool = False,
 ) -> str | None:
-    """The query on a connection from `take`, given back only if all went well. A dead
-    connection raises _Disconnected if `may_retry`, else SQLAlchemy's error as any other."""
+    """The query on a connection from `take`, kept only if all went well (the engine pool's
+    goes back to its pool either way). A dead connection raises _Disconnected if `may_retry`,
+    else SQLAlchemy's error as any other."""
     dialect = engine.dialect
     connection = None
     try:
