@@ -3,9 +3,9 @@ within one run, from rounds that alternate their order.
 
 On SQLite, and on PostgreSQL and MariaDB when BENCH_POSTGRES_URL and BENCH_MARIADB_URL name a
 server (the bench creates its own database there and drops it):
-- the protected `/api/hello` (signature + session query) and the stateless `/api/stateless`
-  against the unprotected `/healthz` of the same server, and Flask-JWT-Extended serving the
-  same routes (`fjx_app.py`);
+- the protected `/api/hello` (signature + session query), the stateless `/api/stateless` and
+  Flask-JWT-Extended's `/api/hello` (`fjx_app.py`), each loaded at the same time as Flask alone
+  serving the same JSON (`plain_app.py`), and compared with it by CPU per request;
 - refresh (a rotation) against the floor of a write, one INSERT and COMMIT;
 - login against an endpoint that verifies one argon2 hash;
 - refresh with BENCH_PRUNE_ROWS expired tokens in the table, then while `flask auth prune`
