@@ -53,9 +53,10 @@ class Load:
     mode: str = "get"
     connections: int = 8
     threads: int = 1
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    body: str | None = None
-    tokens: Sequence[str] = ()
+    # Bearer tokens, refresh tokens, a password: never in a repr or an error message.
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    body: str | None = dataclasses.field(default=None, repr=False)
+    tokens: Sequence[str] = dataclasses.field(default=(), repr=False)
     #: The database's CPU in the window is charged to the loads that query it.
     queries_database: bool = True
 
@@ -112,7 +113,8 @@ def _result(output: str, load: Load) -> dict[str, Any]:
         raise LoadFailed(f"wrk gave no figures:\n{output}")
     result: dict[str, Any] = json.loads(line.removeprefix("BENCH "))
     if result["failed"] or not result["requests"]:
-        raise LoadFailed(f"{result['failed']} of {result['requests']} requests failed: {load}")
+        where = load.server.base_url + load.path
+        raise LoadFailed(f"{result['failed']} of {result['requests']} requests failed: {where}")
     return result
 
 

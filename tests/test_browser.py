@@ -114,6 +114,14 @@ def site(tmp_path: Path) -> Iterator[Site]:
         yield running
 
 
+def open_signed_in_tab(context: Any, site: Site) -> Any:
+    """Another tab of the demo page in `context`, signed in by the session it shares."""
+    tab = context.new_page()
+    tab.goto(site.base + "/")
+    tab.wait_for_selector("#signed-in:not([hidden])")
+    return tab
+
+
 def log_in_on_the_demo_page(page: Any, site: Site, email: str) -> None:
     page.goto(site.base + "/")
     page.wait_for_selector("body[data-ready=true]")
@@ -205,12 +213,7 @@ def test_three_tabs_refreshing_together_all_stay_logged_in(browser: Any, site: S
     context = browser.new_context()
     first = context.new_page()
     log_in_on_the_demo_page(first, site, "ada@example.com")
-    tabs = [first]
-    for _ in range(2):
-        tab = context.new_page()
-        tab.goto(site.base + "/")
-        tab.wait_for_selector("#signed-in:not([hidden])")
-        tabs.append(tab)
+    tabs = [first, open_signed_in_tab(context, site), open_signed_in_tab(context, site)]
 
     # With the module: one refresh at a time across the tabs, the others take its result.
     for tab in tabs:
@@ -239,9 +242,7 @@ def test_reuse_in_one_tab_logs_every_tab_out_without_a_loop(browser: Any, tmp_pa
         context = browser.new_context()
         first = context.new_page()
         log_in_on_the_demo_page(first, site, "ada@example.com")
-        second = context.new_page()
-        second.goto(site.base + "/")
-        second.wait_for_selector("#signed-in:not([hidden])")
+        second = open_signed_in_tab(context, site)
         stolen = {c["name"]: c["value"] for c in context.cookies()}
         first.evaluate("window.demoAuth.refresh()")
         time.sleep(1.5)  # the stolen token is now spent for longer than the grace window
