@@ -17,16 +17,19 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from typing import Protocol
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from .models import AuthSession
 from .models import User
+
+if TYPE_CHECKING:
+    from .libpq import LibpqQuery
 
 # The role of the user, if the session is live and the user active; no row otherwise.
 _LIVE_SESSION_ROLE = (
@@ -46,29 +49,42 @@ class _DriverQuery:
     """A statement compiled for one dialect: its SQL and how to make its driver parameters."""
 
     sql: str
-    names: tuple[str, ...] | None  # the order of positional parameters; None if named
-    processors: Mapping[str, Callable[[Any], Any] | None]
+    names: tuple[str, ...]  # the parameters, in the order of a positional paramstyle
+    positional: bool
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]  # those that have one
+    libpq: LibpqQuery | None  # on psycopg 3, the same statement for libpq
 
-    def parameters(self, values: Mapping[str, Any]) -> Any:
-        processed = {
-            name: processor(values[name]) if processor else values[name]
-            for name, processor in self.processors.items()
-        }
-        return processed if self.names is None else tuple(processed[n] for n in self.names)
+    def parameters(self, values: dict[str, Any]) -> Any:
+        for name, processor in self.processors:
+            values[name] = processor(values[name])
+        return tuple(values[name] for name in self.names) if self.positional else values
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled(dialect: Dialect) -> _DriverQuery:
     compiled = _LIVE_SESSION_ROLE.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.binds)
+    processors = {
+        # The dialect's own type (SQLite's DATETIME writes a string with microseconds).
+        name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+        for name, bind in compiled.binds.items()
+    }
     return _DriverQuery(
         sql=compiled.string,
-        names=tuple(compiled.positiontup or ()) if dialect.positional else None,
-        processors={
-            # The dialect's own type (SQLite's DATETIME writes a string with microseconds).
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for name, bind in compiled.binds.items()
-        },
+        names=names,
+        positional=dialect.positional,
+        processors=tuple((name, p) for name, p in processors.items() if p is not None),
+        libpq=_libpq_query(compiled.string, names) if dialect.driver == "psycopg" else None,
     )
+
+
+def _libpq_query(sql: str, names: tuple[str, ...]) -> LibpqQuery:
+    """psycopg's `%(name)s` placeholders as libpq's `$1`, numbered in the order of `names`."""
+    from .libpq import LibpqQuery
+
+    for number, name in enumerate(names, start=1):
+        sql = sql.replace(f"%({name})s", f"${number}")
+    return LibpqQuery(sql.encode(), names)
 
 
 def live_session_role(
@@ -95,6 +111,7 @@ def live_session_role(
 
 class _Connection(Protocol):
     driver: Any
+    kept: bool  # only the check uses it: libpq may run on it directly
 
     def release(self) -> None: ...
     def discard(self) -> None: ...
@@ -119,10 +136,7 @@ def _run(
     connection = None
     try:
         connection = take()
-        cursor = connection.driver.cursor()
-        cursor.execute(query.sql, parameters)
-        row = cursor.fetchone()
-        cursor.close()
+        role = _fetch_role(connection, query, parameters)
     except BaseException as error:
         # Whatever stopped the check (a driver error, a timeout, an interrupt), the connection
         # is not used again half-way through a query.
@@ -143,6 +157,16 @@ def _run(
             dialect=dialect,
         ) from error
     connection.release()
+    return role
+
+
+def _fetch_role(connection: _Connection, query: _DriverQuery, parameters: Any) -> str | None:
+    if query.libpq is not None and connection.kept:
+        return query.libpq.first_value(connection.driver, parameters)
+    cursor = connection.driver.cursor()
+    cursor.execute(query.sql, parameters)
+    row = cursor.fetchone()
+    cursor.close()
     return None if row is None else str(row[0])
 
 
@@ -154,6 +178,7 @@ class _Pooled:
     def __init__(self, pooled: Any) -> None:
         self._pooled = pooled
         self.driver = pooled.dbapi_connection
+        self.kept = False
 
     def release(self) -> None:
         self._pooled.close()
@@ -229,6 +254,7 @@ class _Kept:
     ) -> None:
         self._owner = owner
         self.driver = driver
+        self.kept = True
         self._opened = opened
         self._generation = generation
 

@@ -325,8 +325,18 @@ def postgresql_app() -> Iterator[Flask]:
             yield application
 
 
-def _interrupt(*args: object, **kwargs: object) -> None:
-    raise KeyboardInterrupt  # as a gevent timeout or a worker's shutdown would
+class _InterruptedLibpq:
+    """A psycopg connection's libpq, interrupted in the middle of the check's query, as a
+    gevent timeout or a worker's shutdown would."""
+
+    def __init__(self, pgconn: Any) -> None:
+        self._pgconn = pgconn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pgconn, name)
+
+    def exec_prepared(self, *args: object) -> None:
+        raise KeyboardInterrupt
 
 
 def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommit(
@@ -341,7 +351,7 @@ def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommi
     kept = _kept_connections(engine)
     ((driver, _),) = kept.idle
     assert driver.autocommit is True
-    driver.cursor = _interrupt
+    driver.pgconn = _InterruptedLibpq(driver.pgconn)
 
     with pytest.raises(KeyboardInterrupt):
         live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
