@@ -131,9 +131,16 @@ def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[t
 
     The loser of a race must see the winner's committed successor: REPEATABLE READ would hide
     it (MariaDB) or fail the loser (PostgreSQL). SQLite serialises writers and needs nothing.
+    An engine already at READ COMMITTED (`engine_options()`) is left as it is: on MariaDB,
+    setting the level and restoring it costs five round trips.
     """
     session = db_session()
-    if session.get_bind().dialect.name != "sqlite" and not session.in_transaction():
+    bind = session.get_bind()
+    if session.in_transaction() or bind.dialect.name == "sqlite":
+        return
+    # What each new connection is set to; unknown until the engine's first connection.
+    default = getattr(bind.dialect, "default_isolation_level", None)
+    if bind.get_execution_options().get("isolation_level", default) != "READ COMMITTED":
         session.connection(execution_options={"isolation_level": "READ COMMITTED"})
 
 

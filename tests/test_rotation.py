@@ -479,6 +479,37 @@ def test_grace_replay_in_an_already_open_repeatable_read_transaction(
     assert session_row(repeatable_read_app, issued.session_id).revoked_at is None
 
 
+@pytest.mark.parametrize("engine_level", ["READ COMMITTED", "REPEATABLE READ"])
+def test_a_refresh_sets_the_isolation_level_only_on_an_engine_at_another(
+    database_url: str, engine_level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an engine at READ COMMITTED (`engine_options()`), a rotation adds no statement to set
+    the level and restore it (five round trips on MariaDB); on another, it runs at READ
+    COMMITTED and the connection goes back to the pool at the engine's level."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no isolation levels to set; it serialises writers")
+    options = {"isolation_level": engine_level}
+    with app_with_tables(database_url, SQLALCHEMY_ENGINE_OPTIONS=options) as application:
+        client = application.test_client()
+        register(client)
+        token = login(client, native=True).json["refresh_token"]
+        with application.app_context():
+            dialect = db.engine.dialect
+        levels: list[str] = []
+        set_isolation_level = dialect.set_isolation_level
+
+        def spy(dbapi_connection: Any, level: str) -> None:
+            levels.append(level)
+            set_isolation_level(dbapi_connection, level)
+
+        monkeypatch.setattr(dialect, "set_isolation_level", spy)
+        response = client.post("/auth/refresh", json={"refresh_token": token}, headers=NATIVE)
+
+    assert response.status_code == 200
+    expected = [] if engine_level == "READ COMMITTED" else ["READ COMMITTED", engine_level]
+    assert levels == expected
+
+
 # --- changing the secret -------------------------------------------------------------------
 
 NEW_SECRET = "new-secret-" + "y" * 40
