@@ -498,7 +498,7 @@ def test_a_refresh_sets_the_isolation_level_only_on_an_engine_at_another(
         levels: list[str] = []
         set_isolation_level = dialect.set_isolation_level
 
-        def spy(dbapi_connection: Any, level: str) -> None:
+        def spy(dbapi_connection: Any, level: Any) -> None:
             levels.append(level)
             set_isolation_level(dbapi_connection, level)
 
