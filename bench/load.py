@@ -3,15 +3,20 @@
 `measure(...)` runs one wrk per `Load` (with `bench/wrk.lua`), all at the same time, and returns
 their `Figures`: requests per second, p50 and p99 latency, and the CPU time per request of the
 gunicorn processes and of the database server processes, read from /proc before and after.
+`alternate(...)` sends two loads' requests one at a time, in turn, for latency differences too
+small for separate runs to resolve on a machine whose speed drifts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import signal
+import statistics
 import subprocess
+import time
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -94,6 +99,57 @@ def measure(
         )
         for result, load in zip(results, loads, strict=True)
     ]
+
+
+def alternate(first: Load, second: Load, *, pairs: int) -> tuple[Figures, Figures, list[float]]:
+    """`first` and `second` (POSTs of their body) sent one at a time from here, in turn, the
+    order swapped every pair, so that a drift of the machine's speed reaches both alike. Their
+    figures, and each pair's latency difference, first's minus second's, in ms."""
+    servers = {first.server, second.server}
+    database = frozenset().union(*(server.database_processes for server in servers))
+    app_before = {server: _cpu(_tree(server.pid)) for server in servers}
+    db_before = _cpu(_pids_named(database))
+    latencies: tuple[list[float], list[float]] = ([], [])
+    started = time.perf_counter()
+    for number in range(pairs):
+        for which in (0, 1) if number % 2 == 0 else (1, 0):
+            latencies[which].append(_post((first, second)[which]))
+    elapsed = time.perf_counter() - started
+    app_cpu = {server: _cpu(_tree(server.pid)) - app_before[server] for server in servers}
+    db_cpu = _cpu(_pids_named(database)) - db_before
+    querying = sum(pairs for load in (first, second) if load.queries_database)
+
+    def figures(load: Load, latencies: list[float]) -> Figures:
+        ordered = sorted(latencies)
+        return Figures(
+            rate=pairs / elapsed,
+            p50=statistics.median(ordered),
+            p99=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            app_cpu_us=app_cpu[load.server] / pairs * 1e6,
+            db_cpu_us=db_cpu / querying * 1e6 if load.queries_database else 0.0,
+        )
+
+    differences = [a - b for a, b in zip(*latencies, strict=True)]
+    return figures(first, latencies[0]), figures(second, latencies[1]), differences
+
+
+def _post(load: Load) -> float:
+    """One POST of the load's body on a new connection; its latency in ms. LoadFailed if not
+    2xx."""
+    host, port = load.server.base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Content-Type": "application/json", **load.headers}
+    try:
+        started = time.perf_counter()
+        connection.request("POST", load.path, body=load.body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latency = (time.perf_counter() - started) * 1000
+    finally:
+        connection.close()
+    if not 200 <= response.status < 300:
+        raise LoadFailed(f"{response.status} from {load.server.base_url + load.path}")
+    return latency
 
 
 def _start(load: Load, seconds: float) -> subprocess.Popen[bytes]:
