@@ -3,6 +3,7 @@
 psycopg's cursor (parsing placeholders, adapting each parameter, building a result) costs more
 than the round trip it wraps: run through libpq, the statement costs the process a third of the
 CPU. Only connections the check keeps for itself come here, so nothing else shares their state.
+libpq's calls block in C: a signal (a worker's shutdown) is handled once the query returns.
 """
 
 from __future__ import annotations

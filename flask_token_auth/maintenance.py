@@ -1,11 +1,14 @@
 """Pruning: expired refresh tokens, ended sessions and old audit events, in small batches.
 
 Each batch is a transaction of its own, so that no lock is held for long: a refresh running
-alongside waits for one batch at most (on SQLite, one writer at a time).
+alongside waits for one batch at most (on SQLite, one writer at a time). After each batch the
+prune rests as long as the batch took, so it holds the database at most half the time.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,26 +25,30 @@ from .state import AuthState
 PRUNE_BATCH_SIZE = 1000
 
 
-def prune(state: AuthState, *, now: datetime, batch_size: int = PRUNE_BATCH_SIZE) -> dict[str, int]:
+def prune(
+    state: AuthState,
+    *,
+    now: datetime,
+    batch_size: int = PRUNE_BATCH_SIZE,
+    rest: Callable[[float], None] = time.sleep,
+) -> dict[str, int]:
     """Delete expired refresh tokens, ended (expired or revoked) sessions with their tokens,
-    and audit events older than AUTH_AUDIT_RETENTION; the counts. Commits every batch.
+    and audit events older than AUTH_AUDIT_RETENTION; the counts. Commits every batch, then
+    calls `rest` with the seconds the batch took.
 
     Spent tokens are kept until they expire: they are what reuse detection recognises.
     """
     ended = or_(AuthSession.expires_at <= now, AuthSession.revoked_at.is_not(None))
-    expired_tokens = _delete_in_batches(
-        state, RefreshToken, RefreshToken.expires_at <= now, batch_size
+
+    def delete_in_batches(model: Any, condition: sa.ColumnElement[bool]) -> int:
+        return _delete_in_batches(state, model, condition, batch_size, rest)
+
+    expired_tokens = delete_in_batches(RefreshToken, RefreshToken.expires_at <= now)
+    tokens_of_ended = delete_in_batches(
+        RefreshToken, RefreshToken.session_id.in_(select(AuthSession.id).where(ended))
     )
-    tokens_of_ended = _delete_in_batches(
-        state,
-        RefreshToken,
-        RefreshToken.session_id.in_(select(AuthSession.id).where(ended)),
-        batch_size,
-    )
-    sessions = _delete_in_batches(state, AuthSession, ended, batch_size)
-    events = _delete_in_batches(
-        state, AuthEvent, AuthEvent.at < now - state.settings.audit_retention, batch_size
-    )
+    sessions = delete_in_batches(AuthSession, ended)
+    events = delete_in_batches(AuthEvent, AuthEvent.at < now - state.settings.audit_retention)
     return {
         "refresh_tokens": expired_tokens + tokens_of_ended,
         "sessions": sessions,
@@ -50,12 +57,17 @@ def prune(state: AuthState, *, now: datetime, batch_size: int = PRUNE_BATCH_SIZE
 
 
 def _delete_in_batches(
-    state: AuthState, model: Any, condition: sa.ColumnElement[bool], batch_size: int
+    state: AuthState,
+    model: Any,
+    condition: sa.ColumnElement[bool],
+    batch_size: int,
+    rest: Callable[[float], None],
 ) -> int:
     """Delete the rows of `model` matching `condition`, `batch_size` at a time; the count."""
     db_session = state.session
     deleted = 0
     while True:
+        started = time.monotonic()
         ids = list(db_session.scalars(select(model.id).where(condition).limit(batch_size)))
         if not ids:
             return deleted
@@ -65,3 +77,7 @@ def _delete_in_batches(
         )
         deleted += int(result.rowcount)  # type: ignore[attr-defined]
         db_session.commit()
+        # Threat: a prune starving the writers. SQLite's busy handler retries after sleeps of
+        # up to 100 ms: a prune that took the lock back at once could keep a refresh waiting
+        # for seconds, past its busy timeout.
+        rest(time.monotonic() - started)

@@ -55,6 +55,7 @@ class _DriverQuery:
     libpq: LibpqQuery | None  # on psycopg 3, the same statement for libpq
 
     def parameters(self, values: dict[str, Any]) -> Any:
+        """The driver's parameters from `values` (processed in place)."""
         for name, processor in self.processors:
             values[name] = processor(values[name])
         return tuple(values[name] for name in self.names) if self.positional else values

@@ -19,8 +19,10 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from app import db
+from flask_token_auth import maintenance
 from flask_token_auth.models import AuthSession
 from flask_token_auth.models import User
+from flask_token_auth.state import auth_state
 from tests.conftest import make_app
 from tests.conftest import PASSWORD
 from tests.helpers import bearer
@@ -424,6 +426,30 @@ def test_prune_deletes_expired_tokens_and_ended_sessions(
     again = runner.invoke(args=["auth", "prune"])
     assert again.exit_code == 0, again.output
     assert again.output == "deleted 0 refresh tokens, 0 sessions and 0 audit events\n"
+
+
+def test_prune_commits_each_batch_and_rests_as_long_after_it(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Batches of 2: five expired tokens take three transactions, each committed before the
+    prune rests (another connection sees it gone) for as long as it took."""
+    register(client)
+    for _ in range(5):
+        login(client, native=True)
+    past = _naive_utc(timedelta(minutes=-1))
+    execute(app, "UPDATE refresh_tokens SET expires_at = :past", past=past)
+    rests: list[tuple[float, int]] = []
+
+    def rest(seconds: float) -> None:
+        rests.append((seconds, scalar(app, "SELECT COUNT(*) FROM refresh_tokens")))
+
+    with app.app_context():
+        counts = maintenance.prune(auth_state(), now=datetime.now(UTC), batch_size=2, rest=rest)
+
+    assert counts == {"refresh_tokens": 5, "sessions": 0, "audit_events": 0}
+    assert [remaining for _, remaining in rests] == [3, 1, 0]
+    assert all(seconds > 0 for seconds, _ in rests)
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions") == 5
 
 
 def test_prune_on_empty_database(app: Flask, runner: FlaskCliRunner) -> None:
