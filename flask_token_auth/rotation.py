@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import load_only
 from sqlalchemy.orm import scoped_session
 
 from . import audit
@@ -34,11 +35,18 @@ from .tokens import successor_refresh_token
 MAX_GRACE_ROTATIONS = 10
 
 # The statements of a rotation, built once (building them cost an eighth of a refresh).
+# Only the columns a rotation reads (a driver may parse each column's description in Python:
+# PyMySQL does); another attribute would cost a query of its own.
 _FIND_TOKEN = (
     select(RefreshToken, AuthSession, User)
     .join(AuthSession, RefreshToken.session_id == AuthSession.id)
     .join(User, RefreshToken.user_id == User.id)
     .where(RefreshToken.token_hash == bindparam("token_hash"))
+    .options(
+        load_only(RefreshToken.user_id, RefreshToken.session_id, RefreshToken.expires_at),
+        load_only(AuthSession.expires_at, AuthSession.revoked_at),
+        load_only(User.email, User.role, User.is_active, User.created_at),
+    )
 )
 _LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update(read=True)
 _NOW = bindparam("now", type_=AuthSession.expires_at.type)
