@@ -58,7 +58,9 @@ LOGIN_PAIRS = int(os.environ.get("BENCH_LOGIN_PAIRS", "12"))
 CHAINS = 8  # concurrent refresh chains: wrk threads of one connection each
 PASSWORD = "correct horse battery"  # noqa: S105 (a benchmark user)
 CREDENTIALS = {"email": "bench@example.com", "password": PASSWORD}
+# `--threads 1`: gunicorn.conf.py's threads would turn the sync workers into gthread ones.
 GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
+GUNICORN += ["--threads", "1"]
 Row = tuple[str, list[Figures], str, str]  # name, runs, ratio, goal
 
 
@@ -123,8 +125,8 @@ def bench(database_url: str) -> list[Row]:
 
 @contextlib.contextmanager
 def gunicorn(application: str, env: dict[str, str], folder: str = ".") -> Iterator[Server]:
-    """gunicorn with 2 sync workers (as labelled; gunicorn.conf.py's threads are for slow
-    clients) serving `application` from `folder`: its base URL and master's pid."""
+    """gunicorn with 2 sync workers (not the service's threaded ones of gunicorn.conf.py)
+    serving `application` from `folder`: its base URL and master's pid."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
