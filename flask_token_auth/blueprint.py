@@ -3,38 +3,57 @@ the Origin check, no-store and nosniff. Its routes are in `views`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
+from flask import current_app
 from flask import request
 from flask import Response
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound
-from werkzeug.routing import RequestRedirect
 
 from .error_handlers import register_error_handlers
-from .error_handlers import render_http_exception
 from .state import auth_state
 from .transport import check_origin
 
+
+class _ExactPathBlueprint(Blueprint):
+    """Its routes match their path exactly: `//refresh` is not `/refresh`, so that werkzeug
+    builds no redirect from the Host header and `_unknown_path` answers a 404."""
+
+    def add_url_rule(self, *args: Any, **options: Any) -> None:
+        options.setdefault("merge_slashes", False)
+        super().add_url_rule(*args, **options)
+
+
 # Named apart from the "auth" blueprints many hosts already have.
-blueprint = Blueprint("token_auth", __name__)
+blueprint = _ExactPathBlueprint("token_auth", __name__)
 # JSON on the auth routes even when the host keeps its own error pages (json_errors=False).
 register_error_handlers(blueprint, json_errors=True)
 
 
-@blueprint.before_app_request
-def _json_for_unknown_auth_paths() -> Response | None:
-    """Unknown paths and methods under our prefix answer JSON; the host's stay the host's."""
-    error = request.routing_exception
-    if error is None:
-        return None
-    if not _under_prefix(request.path):
-        return None
-    if isinstance(error, RequestRedirect):
-        # `//refresh` or a trailing slash: no redirect built from the Host header, a 404.
-        error = NotFound()
-    if isinstance(error, NotFound | MethodNotAllowed):
-        return _no_store_nosniff(render_http_exception(error))
-    return None
+# Every method of RFC 9110 and PATCH: a path of ours answers each one in JSON.
+_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+@blueprint.route("", methods=_METHODS, provide_automatic_options=False)
+@blueprint.route("/", methods=_METHODS, provide_automatic_options=False)
+@blueprint.route("/<path:unknown>", methods=_METHODS, provide_automatic_options=False)
+def _unknown_path(unknown: str = "") -> Response:
+    """JSON for paths under our prefix that no route matches (werkzeug tries this rule last),
+    and 405 with `Allow` for a route asked with another method. A route of ours rather than an
+    app-wide hook, so the host's own routes pay nothing for it."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint != request.endpoint:
+            allowed.append(method)
+    raise MethodNotAllowed(valid_methods=allowed) if allowed else NotFound()
 
 
 @blueprint.before_request
@@ -53,8 +72,3 @@ def _no_store_nosniff(response: Response) -> Response:
     # Threat: a browser sniffing a JSON answer into HTML or script.
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
-
-
-def _under_prefix(path: str) -> bool:
-    prefix = auth_state().settings.url_prefix
-    return path == prefix or path.startswith(prefix + "/")

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import db
+from tests.conftest import app_with_tables
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
 from tests.helpers import AUTH_TABLES
@@ -1105,9 +1106,21 @@ def test_jwks_is_empty_for_hmac(client: FlaskClient) -> None:
     assert body(response) == {"keys": []}
 
 
-@pytest.mark.parametrize("path", ["/no-such-page", "/auth/no-such-endpoint"])
-def test_unknown_route_is_a_json_404(app: Flask, client: FlaskClient, path: str) -> None:
-    response = client.get(path)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/no-such-page"),
+        ("GET", "/auth/no-such-endpoint"),
+        ("GET", "/auth"),
+        ("POST", "/auth/"),
+        ("OPTIONS", "/auth/no-such-endpoint"),
+        ("PATCH", "/auth/login/more"),
+    ],
+)
+def test_unknown_route_is_a_json_404(
+    app: Flask, client: FlaskClient, method: str, path: str
+) -> None:
+    response = client.open(path, method=method)
 
     assert_error(response, 404, "not_found")
     assert all(count(app, table) == 0 for table in AUTH_TABLES)
@@ -1119,6 +1132,8 @@ def test_unknown_route_is_a_json_404(app: Flask, client: FlaskClient, path: str)
         ("GET", "/auth/login", "POST"),
         ("PUT", "/auth/me", "GET"),
         ("POST", "/auth/jwks.json", "GET"),
+        ("PATCH", "/auth/logout", "POST"),
+        ("GET", "/auth/sessions/some-session-id", "DELETE"),
     ],
 )
 def test_wrong_method_is_a_json_405(
@@ -1129,6 +1144,17 @@ def test_wrong_method_is_a_json_405(
     assert_error(response, 405, "method_not_allowed")
     assert allowed in {value.strip() for value in response.headers["Allow"].split(",")}
     assert all(count(app, table) == 0 for table in AUTH_TABLES)
+
+
+def test_another_url_prefix_moves_the_routes_and_their_json_errors(database_url: str) -> None:
+    with app_with_tables(database_url, AUTH_URL_PREFIX="/api/v1/auth") as moved:
+        client = moved.test_client()
+        credentials = {"email": "ada@example.com", "password": PASSWORD}
+        assert client.post("/api/v1/auth/register", json=credentials).status_code == 201
+        assert client.post("/api/v1/auth/login", json=credentials).status_code == 200
+        assert_error(client.get("/api/v1/auth/nowhere"), 404, "not_found")
+        assert_error(client.get("/api/v1/auth/login"), 405, "method_not_allowed")
+        assert_error(client.post("/auth/login"), 404, "not_found")
 
 
 @pytest.mark.parametrize("path", ["/auth/register", "/auth/login", "/auth/refresh"])

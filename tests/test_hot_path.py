@@ -392,13 +392,17 @@ def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
 
 
 def test_the_hosts_own_routes_pay_for_no_hook_of_ours(sqlite_app: Flask) -> None:
-    """Of the app-wide hooks, the extension adds one: the JSON 404/405 under its prefix, which
-    returns at its first test on a routed request. nosniff and no-store come from the
-    blueprint and the error responses, as the answers show."""
+    """The extension adds no app-wide hook: JSON for unknown paths under its prefix comes from
+    a route of its own, nosniff and no-store from the blueprint and the error responses, as
+    the answers show."""
     ours = "flask_token_auth"
-    before = [f for f in sqlite_app.before_request_funcs.get(None, []) if ours in f.__module__]
-    after = [f for f in sqlite_app.after_request_funcs.get(None, []) if ours in f.__module__]
-    assert ([f.__name__ for f in before], after) == (["_json_for_unknown_auth_paths"], [])
+    hooks = [
+        *sqlite_app.before_request_funcs.get(None, []),
+        *sqlite_app.after_request_funcs.get(None, []),
+        *sqlite_app.teardown_request_funcs.get(None, []),
+        *sqlite_app.url_value_preprocessors.get(None, []),
+    ]
+    assert [f.__name__ for f in hooks if ours in f.__module__] == []
 
     client = sqlite_app.test_client()
     unknown = client.get("/auth/nowhere")
