@@ -113,7 +113,9 @@ def bench(database_url: str) -> list[Row]:
         gunicorn("fjx_app:app", env, "bench") as fjx,
     ):
         post(ours, "/auth/register", CREDENTIALS)
-        rows = throughput(plain, ours, fjx, protected_goal=0.75 if sqlite else 0.60)
+        rows = throughput(
+            plain, ours, fjx, protected_goal=0.75 if sqlite else 0.60, above_fjx_goal=sqlite
+        )
         rows += writes(ours, plain)
         refresh = rows[-1][1]
         rows += logins(ours, plain)
@@ -186,7 +188,9 @@ def rounds(runs: dict[str, Callable[[], Any]]) -> dict[str, list[Any]]:
     return results
 
 
-def throughput(plain: Server, ours: Server, fjx: Server, *, protected_goal: float) -> list[Row]:
+def throughput(
+    plain: Server, ours: Server, fjx: Server, *, protected_goal: float, above_fjx_goal: bool
+) -> list[Row]:
     """Each GET route loaded at the same time as Flask alone serving the same JSON (`plain`),
     by two wrk of 8 connections: a slow spell of the shared machine slows both alike, and
     their ratio is their request rates in the same seconds."""
@@ -244,7 +248,11 @@ def throughput(plain: Server, ours: Server, fjx: Server, *, protected_goal: floa
             runs["protected"],
             ratios("protected"),
             goal(protected >= protected_goal, f">= {protected_goal:.2f}")
-            + f"; {goal(protected > fjx_cost, 'above Flask-JWT-Extended')}",
+            + (
+                f"; {goal(protected > fjx_cost, 'above Flask-JWT-Extended')}"
+                if above_fjx_goal
+                else ""
+            ),
         ),
         (
             "GET /api/stateless (`@auth_required(stateless=True)`)",
