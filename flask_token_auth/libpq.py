@@ -1,8 +1,9 @@
 """The session check's one statement run through libpq on a psycopg 3 connection of our own.
 
-psycopg's cursor (parsing placeholders, adapting each parameter, building a result) costs more
-than the round trip it wraps: run through libpq, the statement costs the process a third of the
-CPU. Only connections the check keeps for itself come here, so nothing else shares their state.
+psycopg's cursor (parsing placeholders, adapting each parameter, building a result) costs as
+much user CPU as the round trip it wraps: run through libpq, the check takes half (20 to 10 µs,
+measured in process). Only connections the check keeps for itself come here, so nothing else
+shares their state.
 libpq's calls block in C: a signal (a worker's shutdown) is handled once the query returns.
 """
 
