@@ -12,7 +12,6 @@ from datetime import datetime
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.orm import load_only
 from sqlalchemy.orm import scoped_session
 
 from . import audit
@@ -35,18 +34,28 @@ from .tokens import successor_refresh_token
 MAX_GRACE_ROTATIONS = 10
 
 # The statements of a rotation, built once (building them cost an eighth of a refresh).
-# Only the columns a rotation reads (a driver may parse each column's description in Python:
-# PyMySQL does); another attribute would cost a query of its own.
+# The lookup reads plain columns, only those a rotation uses: loading three ORM objects cost
+# twice the query, and a driver may parse each column's description in Python (PyMySQL does).
+_TOKENS, _SESSIONS, _USERS = RefreshToken.__table__, AuthSession.__table__, User.__table__
 _FIND_TOKEN = (
-    select(RefreshToken, AuthSession, User)
-    .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-    .join(User, RefreshToken.user_id == User.id)
-    .where(RefreshToken.token_hash == bindparam("token_hash"))
-    .options(
-        load_only(RefreshToken.user_id, RefreshToken.session_id, RefreshToken.expires_at),
-        load_only(AuthSession.expires_at, AuthSession.revoked_at),
-        load_only(User.email, User.role, User.is_active, User.created_at),
+    select(
+        _TOKENS.c.id,
+        _TOKENS.c.user_id,
+        _TOKENS.c.session_id,
+        _TOKENS.c.expires_at,
+        _SESSIONS.c.expires_at.label("session_expires_at"),
+        _SESSIONS.c.revoked_at.label("session_revoked_at"),
+        _USERS.c.email,
+        _USERS.c.role,
+        _USERS.c.is_active,
+        _USERS.c.created_at.label("user_created_at"),
     )
+    .select_from(
+        _TOKENS.join(_SESSIONS, _TOKENS.c.session_id == _SESSIONS.c.id).join(
+            _USERS, _TOKENS.c.user_id == _USERS.c.id
+        )
+    )
+    .where(_TOKENS.c.token_hash == bindparam("token_hash"))
 )
 _LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update(read=True)
 _NOW = bindparam("now", type_=AuthSession.expires_at.type)
@@ -76,26 +85,26 @@ def rotate_refresh_token(
     assert isinstance(presented, str)  # noqa: S101 (refresh_token_hash checked it)
     db_session = state.session
     _begin_read_committed(db_session)
-    row = db_session.execute(_FIND_TOKEN, {"token_hash": token_hash}).one_or_none()
-    if row is None:
+    # Statements go to the transaction's connection: the ORM adds nothing to them.
+    connection = db_session.connection()
+    token = connection.execute(_FIND_TOKEN, {"token_hash": token_hash}).one_or_none()
+    if token is None:
         raise InvalidGrant("the refresh token is invalid")
-    token, auth_session, user = row
-    if not auth_session.is_live(now) or not user.is_active:
+    session_live = token.session_revoked_at is None and now < token.session_expires_at
+    if not session_live or not token.is_active:
         raise InvalidGrant(SESSION_OVER)
     if now >= token.expires_at:
         raise InvalidGrant("the refresh token has expired")
-    # From here on, statements go to the transaction's connection: the ORM adds nothing to them.
     # Locks in one order everywhere, users then auth_sessions then refresh_tokens, so that no
     # cycle forms with a logout (the session row) or a password change (the user row, then
     # the sessions): the successor's foreign keys would otherwise take them in reverse.
     # (SQLite has no row locks: it serialises writers, and this would be a plain read.)
-    connection = db_session.connection()
     if connection.dialect.name != "sqlite":
-        connection.execute(_LOCK_USER, {"user_id": user.id})
+        connection.execute(_LOCK_USER, {"user_id": token.user_id})
     # Threat: a refresh outliving a concurrent logout. The session must still be live when
     # its row is locked; a revocation that committed first ends this refresh.
     touched = connection.execute(
-        _TOUCH_LIVE_SESSION, {"session_id": auth_session.id, "now": now}
+        _TOUCH_LIVE_SESSION, {"session_id": token.session_id, "now": now}
     ).rowcount
     if touched != 1:
         raise InvalidGrant(SESSION_OVER)
@@ -103,12 +112,12 @@ def rotate_refresh_token(
     claimed = connection.execute(_CLAIM_TOKEN, {"token_id": token.id, "now": now}).rowcount
     if claimed == 1:
         successor = successor_refresh_token(presented, secret_key=state.settings.jwt_secret_key)
-        successor_expires_at = min(now + state.settings.refresh_token_ttl, auth_session.expires_at)
+        successor_expires_at = min(now + state.settings.refresh_token_ttl, token.session_expires_at)
         add_refresh_token(
             db_session,
             successor,
-            user_id=user.id,
-            session_id=auth_session.id,
+            user_id=token.user_id,
+            session_id=token.session_id,
             expires_at=successor_expires_at,
             now=now,
             parent_id=token.id,
@@ -116,7 +125,13 @@ def rotate_refresh_token(
         grace = False
     else:
         successor, successor_expires_at = _replayed_successor(
-            state, token, presented, client=client, now=now
+            state,
+            presented,
+            token_id=token.id,
+            user_id=token.user_id,
+            session_id=token.session_id,
+            client=client,
+            now=now,
         )
         grace = True
     audit.record_event(
@@ -124,12 +139,19 @@ def rotate_refresh_token(
         audit.REFRESHED,
         now=now,
         client=client,
-        user_id=user.id,
-        session_id=auth_session.id,
+        user_id=token.user_id,
+        session_id=token.session_id,
         detail={"grace": True} if grace else None,
     )
-    # Built before the commit, which expires the rows: reading them after costs a query each.
-    issued = issue_tokens(state, user, auth_session.id, successor, successor_expires_at, now=now)
+    # A transient User, never added to the session: what the response shows of the user.
+    user = User(
+        id=token.user_id,
+        email=token.email,
+        role=token.role,
+        is_active=token.is_active,
+        created_at=token.user_created_at,
+    )
+    issued = issue_tokens(state, user, token.session_id, successor, successor_expires_at, now=now)
     db_session.commit()
     return issued
 
@@ -153,7 +175,14 @@ def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[t
 
 
 def _replayed_successor(
-    state: AuthState, token: RefreshToken, presented: str, *, client: ClientInfo, now: datetime
+    state: AuthState,
+    presented: str,
+    *,
+    token_id: int,
+    user_id: int,
+    session_id: str,
+    client: ClientInfo,
+    now: datetime,
 ) -> tuple[str, datetime]:
     """The session's live token and its expiry, if this replay of a spent token comes within
     the grace window of the token's own rotation (`used_at`, which replays never move).
@@ -166,7 +195,7 @@ def _replayed_successor(
     used_at, revoked_at = db_session.execute(
         select(RefreshToken.used_at, AuthSession.revoked_at)
         .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-        .where(RefreshToken.id == token.id)
+        .where(RefreshToken.id == token_id)
         .with_for_update()
     ).one()
     grace = state.settings.refresh_reuse_grace
@@ -176,14 +205,14 @@ def _replayed_successor(
         and grace.total_seconds() > 0
         and now - used_at <= grace
     ):
-        live = _live_descendant(state, presented, session_id=token.session_id)
+        live = _live_descendant(state, presented, session_id=session_id)
         if live is not None:
             return live
     # Committed before the 401: the failing request's rollback must not undo the revocation.
     revoke_session(
         state,
-        user_id=token.user_id,
-        session_id=token.session_id,
+        user_id=user_id,
+        session_id=session_id,
         reason="refresh_reuse_detected",
         client=client,
         now=now,

@@ -601,5 +601,5 @@ def test_login_and_refresh_read_nothing_after_their_commit(app: Flask, client: F
     # token, insert its successor and an event: no attribute loaded on its own, nothing after.
     lock = [] if engine.dialect.name == "sqlite" else ["SELECT"]
     assert statements == ["SELECT", *lock, "UPDATE", "UPDATE", "INSERT", "INSERT", "COMMIT"]
-    # The lookup reads the 12 columns a rotation uses, not its three rows' 24.
-    assert columns[0] == 12
+    # The lookup reads the 10 columns a rotation uses, not its three rows' 24.
+    assert columns[0] == 10
