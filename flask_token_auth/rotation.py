@@ -162,7 +162,7 @@ def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[t
     The loser of a race must see the winner's committed successor: REPEATABLE READ would hide
     it (MariaDB) or fail the loser (PostgreSQL). SQLite serialises writers and needs nothing.
     An engine already at READ COMMITTED (`engine_options()`) is left as it is: on MariaDB,
-    setting the level and restoring it costs five round trips.
+    setting the level and restoring it costs four round trips.
     """
     session = db_session()
     bind = session.get_bind()

@@ -484,7 +484,7 @@ def test_a_refresh_sets_the_isolation_level_only_on_an_engine_at_another(
     database_url: str, engine_level: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On an engine at READ COMMITTED (`engine_options()`), a rotation adds no statement to set
-    the level and restore it (five round trips on MariaDB); on another, it runs at READ
+    the level and restore it (four round trips on MariaDB); on another, it runs at READ
     COMMITTED and the connection goes back to the pool at the engine's level."""
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite has no isolation levels to set; it serialises writers")
