@@ -57,12 +57,14 @@ class AuthSession(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     ip: Mapped[str | None] = mapped_column(sa.String(64))
 
-    def is_live(self, now: datetime) -> bool:
-        return self.revoked_at is None and now < self.expires_at
+    @staticmethod
+    def is_live(*, revoked_at: datetime | None, expires_at: datetime, now: datetime) -> bool:
+        """Whether a session with these columns is live at `now` (read without its row)."""
+        return revoked_at is None and now < expires_at
 
     @classmethod
     def live_at(cls, now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
-        """`is_live(now)` as SQL."""
+        """`is_live` as SQL."""
         return sa.and_(cls.revoked_at.is_(None), cls.expires_at > now)
 
 

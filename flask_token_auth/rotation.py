@@ -90,7 +90,9 @@ def rotate_refresh_token(
     token = connection.execute(_FIND_TOKEN, {"token_hash": token_hash}).one_or_none()
     if token is None:
         raise InvalidGrant("the refresh token is invalid")
-    session_live = token.session_revoked_at is None and now < token.session_expires_at
+    session_live = AuthSession.is_live(
+        revoked_at=token.session_revoked_at, expires_at=token.session_expires_at, now=now
+    )
     if not session_live or not token.is_active:
         raise InvalidGrant(SESSION_OVER)
     if now >= token.expires_at:

@@ -176,10 +176,11 @@ class _Pooled:
     even after an error: its reset-on-return deals with it, as for any Core query (closing it
     would empty an in-memory SQLite database)."""
 
+    kept = False
+
     def __init__(self, pooled: Any) -> None:
         self._pooled = pooled
         self.driver = pooled.dbapi_connection
-        self.kept = False
 
     def release(self) -> None:
         self._pooled.close()
@@ -250,12 +251,13 @@ class _KeptConnections:
 
 
 class _Kept:
+    kept = True
+
     def __init__(
         self, owner: _KeptConnections, driver: Any, opened: float, generation: int
     ) -> None:
         self._owner = owner
         self.driver = driver
-        self.kept = True
         self._opened = opened
         self._generation = generation
 
