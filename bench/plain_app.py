@@ -1,6 +1,8 @@
 """The bench's yardsticks: Flask alone serving the same JSON route as the others (`/healthz`),
-the floor of a write, one INSERT and its COMMIT on the bench's database (`/insert`), for a
-refresh to be compared with, and the floor of a login, one argon2 verification (`/argon2`)."""
+the same route after one `SELECT 1` on the bench's database (`/roundtrip`), the least any
+per-request database check costs, the floor of a write, one INSERT and its COMMIT
+(`/insert`), for a refresh to be compared with, and the floor of a login, one argon2
+verification (`/argon2`)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,24 @@ floor.create(engine, checkfirst=True)
 
 @app.get("/healthz")
 def health() -> Any:
+    return jsonify(status="ok")
+
+
+# A driver connection in autocommit, opened in the worker on its first request and kept.
+roundtrip_engine = sa.create_engine(os.environ["DATABASE_URL"], isolation_level="AUTOCOMMIT")
+kept: list[Any] = []
+
+
+@app.get("/roundtrip")
+def roundtrip() -> Any:
+    """`/healthz` after one `SELECT 1` through the driver's cursor on a kept connection: what
+    a session check pays for its round trip alone, whatever it asks."""
+    if not kept:
+        kept.append(roundtrip_engine.raw_connection().driver_connection)
+    cursor = kept[0].cursor()
+    cursor.execute("SELECT 1")
+    cursor.fetchone()
+    cursor.close()
     return jsonify(status="ok")
 
 
