@@ -73,7 +73,7 @@ def measure(
     figures of each. LoadFailed on any failed or non-2xx answer."""
     servers = {load.server for load in loads}
     database = frozenset().union(*(server.database_processes for server in servers))
-    app_before = {server: _cpu(_tree(server.pid)) for server in servers}
+    app_before = {server: _cpu(tree(server.pid)) for server in servers}
     db_before = _cpu(_pids_named(database))
     processes = [_start(load, 3600 if until is not None else seconds) for load in loads]
     if until is not None:
@@ -81,7 +81,7 @@ def measure(
         for process in processes:
             process.send_signal(signal.SIGINT)  # wrk stops and reports what it measured
     outputs = [process.communicate(timeout=seconds + 120)[0].decode() for process in processes]
-    app_cpu = {server: _cpu(_tree(server.pid)) - app_before[server] for server in servers}
+    app_cpu = {server: _cpu(tree(server.pid)) - app_before[server] for server in servers}
     db_cpu = _cpu(_pids_named(database)) - db_before
     results = [_result(output, load) for output, load in zip(outputs, loads, strict=True)]
     querying = sum(
@@ -107,7 +107,7 @@ def alternate(first: Load, second: Load, *, pairs: int) -> tuple[Figures, Figure
     figures, and each pair's latency difference, first's minus second's, in ms."""
     servers = {first.server, second.server}
     database = frozenset().union(*(server.database_processes for server in servers))
-    app_before = {server: _cpu(_tree(server.pid)) for server in servers}
+    app_before = {server: _cpu(tree(server.pid)) for server in servers}
     db_before = _cpu(_pids_named(database))
     latencies: tuple[list[float], list[float]] = ([], [])
     started = time.perf_counter()
@@ -115,7 +115,7 @@ def alternate(first: Load, second: Load, *, pairs: int) -> tuple[Figures, Figure
         for which in (0, 1) if number % 2 == 0 else (1, 0):
             latencies[which].append(_post((first, second)[which]))
     elapsed = time.perf_counter() - started
-    app_cpu = {server: _cpu(_tree(server.pid)) - app_before[server] for server in servers}
+    app_cpu = {server: _cpu(tree(server.pid)) - app_before[server] for server in servers}
     db_cpu = _cpu(_pids_named(database)) - db_before
     querying = sum(pairs for load in (first, second) if load.queries_database)
 
@@ -203,7 +203,7 @@ def _all_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _tree(root: int) -> list[int]:
+def tree(root: int) -> list[int]:
     """`root` and its children (gunicorn's master and workers)."""
     children = [pid for pid in _all_pids() if (fields := _stat(pid)) and int(fields[1]) == root]
     return [root, *children]

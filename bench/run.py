@@ -42,6 +42,7 @@ from load import Figures
 from load import Load
 from load import measure
 from load import Server
+from load import tree
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,7 +61,8 @@ CHAINS = 8  # concurrent refresh chains: wrk threads of one connection each
 PASSWORD = "correct horse battery"  # noqa: S105 (a benchmark user)
 CREDENTIALS = {"email": "bench@example.com", "password": PASSWORD}
 # `--threads 1`: gunicorn.conf.py's threads would turn the sync workers into gthread ones.
-GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "sync"]
+WORKERS = 2
+GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "sync"]
 GUNICORN += ["--threads", "1"]
 Row = tuple[str, list[Figures], str, str]  # name, runs, ratio, goal
 
@@ -165,6 +167,35 @@ def gunicorn(application: str, env: dict[str, str], folder: str = ".") -> Iterat
         server.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def pinned(*servers: Server) -> Iterator[None]:
+    """Each server's workers pinned one to a core while inside, so that servers measured at
+    the same time share the cores alike: on a virtual machine whose two cores ran at different
+    speeds, rounds that left the workers to the scheduler spread four times wider. (Not for
+    the rest: argon2 runs its lanes on threads, which would inherit one core.)"""
+    cores = sorted(os.sched_getaffinity(0))
+    workers = [worker for server in servers for worker in workers_of(server)]
+    for server in servers:
+        for number, worker in enumerate(sorted(workers_of(server))):
+            os.sched_setaffinity(worker, {cores[number % len(cores)]})
+    try:
+        yield
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(worker, cores)
+
+
+def workers_of(server: Server) -> list[int]:
+    """The pids of the server's WORKERS workers, once all have started."""
+    for _ in range(150):
+        workers = tree(server.pid)[1:]
+        if len(workers) == WORKERS:
+            return workers
+        time.sleep(0.2)
+    raise SystemExit(f"gunicorn {server.base_url} did not start its {WORKERS} workers in 30 s")
+
+
 def database_processes(url: str) -> frozenset[str]:
     """The names of the processes of the database server at `url` (none for SQLite)."""
     backend = sa.make_url(url).get_backend_name()
@@ -223,19 +254,19 @@ def throughput(
     def bearer(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
-    pairs = rounds(
-        {
-            "unprotected": beside_plain(Load(ours, "/healthz", queries_database=False)),
-            "protected": beside_plain(Load(ours, "/api/hello", headers=bearer(ours_token))),
-            "stateless": beside_plain(
-                Load(ours, "/api/stateless", headers=bearer(ours_token), queries_database=False)
-            ),
-            "fjx": beside_plain(
-                Load(fjx, "/api/hello", headers=bearer(fjx_token), queries_database=False)
-            ),
-            "roundtrip": beside_plain(Load(roundtrip, "/roundtrip")),
-        }
-    )
+    routes = {
+        "unprotected": beside_plain(Load(ours, "/healthz", queries_database=False)),
+        "protected": beside_plain(Load(ours, "/api/hello", headers=bearer(ours_token))),
+        "stateless": beside_plain(
+            Load(ours, "/api/stateless", headers=bearer(ours_token), queries_database=False)
+        ),
+        "fjx": beside_plain(
+            Load(fjx, "/api/hello", headers=bearer(fjx_token), queries_database=False)
+        ),
+        "roundtrip": beside_plain(Load(roundtrip, "/roundtrip")),
+    }
+    with pinned(plain, ours, fjx, roundtrip):
+        pairs = rounds(routes)
     runs = {name: [figures for _, figures in pairs[name]] for name in pairs}
     runs["plain"] = [baseline for name in pairs for baseline, _ in pairs[name]]
     rate = {name: [x.rate / plain.rate for plain, x in pairs[name]] for name in pairs}
