@@ -45,7 +45,8 @@ def bearer_token_from_header() -> str | None:
 
     Raises MalformedAuthorization (400) for a malformed Bearer header (RFC 6750 section 3.1).
     """
-    header = request.headers.get("Authorization")
+    # The WSGI environ's own key: what `request.headers` would read, without building it.
+    header: str | None = request.environ.get("HTTP_AUTHORIZATION")
     if header is None or not header.strip():
         return None
     scheme, _, token = header.strip().partition(" ")

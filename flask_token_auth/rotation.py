@@ -145,7 +145,10 @@ def rotate_refresh_token(
         session_id=token.session_id,
         detail={"grace": True} if grace else None,
     )
-    # A transient User, never added to the session: what the response shows of the user.
+    db_session.commit()
+    # Signed after the commit, from values read before it: SQLite's write lock (and the
+    # servers' row locks) are not held while the access token is signed. A transient User,
+    # never added to the session, is what the response shows of the user.
     user = User(
         id=token.user_id,
         email=token.email,
@@ -153,9 +156,7 @@ def rotate_refresh_token(
         is_active=token.is_active,
         created_at=token.user_created_at,
     )
-    issued = issue_tokens(state, user, token.session_id, successor, successor_expires_at, now=now)
-    db_session.commit()
-    return issued
+    return issue_tokens(state, user, token.session_id, successor, successor_expires_at, now=now)
 
 
 def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[type-arg]

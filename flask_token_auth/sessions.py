@@ -136,7 +136,8 @@ def issue_tokens(
     *,
     now: datetime,
 ) -> IssuedTokens:
-    """The tokens to hand out; call it before committing (it reads `user`)."""
+    """The tokens to hand out. It reads `user`: call it before a commit expires a persistent
+    one (a transient one, as rotation builds, can follow the commit)."""
     access_token = issue_access_token(
         keys=state.keys,
         settings=state.settings,

@@ -479,6 +479,27 @@ def test_grace_replay_in_an_already_open_repeatable_read_transaction(
     assert session_row(repeatable_read_app, issued.session_id).revoked_at is None
 
 
+def test_a_refresh_signs_its_access_token_after_the_commit(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No lock is held while the access token is signed (on SQLite, the whole database's):
+    when it is, another connection already sees the presented token spent."""
+    register(client)
+    token = login(client, native=True).json["refresh_token"]
+    spent_when_signed: list[bool] = []
+    sign = issue_access_token
+
+    def spy(**claims: Any) -> str:
+        spent_when_signed.append(token_row(app, token).used_at is not None)
+        return sign(**claims)
+
+    monkeypatch.setattr(sessions, "issue_access_token", spy)
+    response = refresh_native(client, token)
+
+    assert response.status_code == 200
+    assert spent_when_signed == [True]
+
+
 @pytest.mark.parametrize("engine_level", ["READ COMMITTED", "REPEATABLE READ"])
 def test_a_refresh_sets_the_isolation_level_only_on_an_engine_at_another(
     database_url: str, engine_level: str, monkeypatch: pytest.MonkeyPatch
