@@ -174,14 +174,13 @@ def pinned(*servers: Server) -> Iterator[None]:
     speeds, rounds that left the workers to the scheduler spread four times wider. (Not for
     the rest: argon2 runs its lanes on threads, which would inherit one core.)"""
     cores = sorted(os.sched_getaffinity(0))
-    workers = [worker for server in servers for worker in workers_of(server)]
-    for server in servers:
-        for number, worker in enumerate(sorted(workers_of(server))):
-            os.sched_setaffinity(worker, {cores[number % len(cores)]})
+    workers = [sorted(workers_of(server)) for server in servers]
+    for number, worker in (pair for each in workers for pair in enumerate(each)):
+        os.sched_setaffinity(worker, {cores[number % len(cores)]})
     try:
         yield
     finally:
-        for worker in workers:
+        for worker in (worker for each in workers for worker in each):
             with contextlib.suppress(ProcessLookupError):
                 os.sched_setaffinity(worker, cores)
 
