@@ -1,13 +1,15 @@
 """Token authentication for Flask: access JWTs and rotating, reuse-detecting refresh tokens.
 
 db = SQLAlchemy()
-auth = AuthManager(db=db)
+api_auth = AuthManager(db=db)  # or AuthManager(db=db, user_model="User") for the app's own users
 def create_app():
     app = Flask(__name__)
-    db.init_app(app); auth.init_app(app)
+    db.init_app(app); api_auth.init_app(app)
 """
 
 from __future__ import annotations
+
+__version__ = "0.2.0"
 
 from .decorators import auth_required
 from .decorators import current_claims
@@ -37,6 +39,7 @@ from .models import RefreshToken
 from .models import User
 from .settings import settings_from_environment
 from .tokens import AccessClaims
+from .tokens import IssuedTokens
 
 __all__ = [
     "AccessClaims",
@@ -52,6 +55,7 @@ __all__ = [
     "InvalidGrant",
     "InvalidRequest",
     "InvalidToken",
+    "IssuedTokens",
     "MalformedAuthorization",
     "MissingCredentials",
     "NotFound",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 from typing import cast
@@ -12,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from .events import AuthEventRecord
 from .events import publish
-from .models import AuthEvent
+from .models import AuthTables
+from .state import AuthState
 from .state import ClientInfo
+from .tokens import UserKey
 
 REGISTER = "register"
 LOGIN_SUCCEEDED = "login_succeeded"
@@ -36,24 +39,29 @@ REVOCATION_EVENTS = {
     "deactivated": USER_DEACTIVATED,
 }
 PENDING_KEY = "flask_token_auth_events"
-# A Core INSERT, built once: the ORM's unit of work costs more than the row.
-_INSERT_EVENT = sa.insert(cast(sa.Table, AuthEvent.__table__))
+
+
+@functools.cache
+def _insert_event(tables: AuthTables) -> sa.Insert:
+    # A Core INSERT, built once: the ORM's unit of work costs more than the row.
+    return sa.insert(cast(sa.Table, tables.AuthEvent.__table__))
 
 
 def record_event(
-    db_session: Session | scoped_session,  # type: ignore[type-arg]
+    state: AuthState,
     event_type: str,
     *,
     now: datetime,
     client: ClientInfo,
-    user_id: int | None = None,
+    user_id: UserKey | None = None,
     session_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Insert an event in the caller's transaction; it is published (log line, signal,
     metrics) when that transaction commits. The caller commits."""
+    db_session = state.session
     db_session.connection().execute(
-        _INSERT_EVENT,
+        _insert_event(state.tables),
         {
             "at": now,
             "type": event_type,

@@ -7,11 +7,13 @@ from typing import Any
 
 from flask import Blueprint
 from flask import current_app
+from flask import Flask
 from flask import request
 from flask import Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .error_handlers import register_error_handlers
 from .state import auth_state
@@ -56,10 +58,45 @@ def _unknown_path(unknown: str = "") -> Response:
     raise MethodNotAllowed(valid_methods=allowed) if allowed else NotFound()
 
 
+#: The largest body the auth routes read, whatever the host's MAX_CONTENT_LENGTH.
+MAX_BODY_BYTES = 64 * 1024
+
+
 @blueprint.before_request
-def _reject_foreign_origin() -> None:
+def _limit_body_reject_foreign_origin() -> None:
+    # Threat: memory and parsing cost of giant bodies, in a host that set no limit of its own.
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    try:
+        request.max_content_length = min(
+            request.max_content_length or MAX_BODY_BYTES, MAX_BODY_BYTES
+        )
+    except AttributeError:  # Flask 3.0: a chunked body is bounded by MAX_CONTENT_LENGTH only
+        pass
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         check_origin(auth_state())
+
+
+def routes_under(app: Flask, prefix: str) -> list[str]:
+    """The app's own routes at or under `prefix` (those of this blueprint aside)."""
+    return [
+        f"{rule.endpoint} {rule.rule}"
+        for rule in app.url_map.iter_rules()
+        if not rule.endpoint.startswith(f"{blueprint.name}.")
+        and (rule.rule == prefix or rule.rule.startswith(f"{prefix}/"))
+    ]
+
+
+def refuse_routes_under(app: Flask, prefix: str) -> None:
+    """RuntimeError if a route of the host's is at or under `prefix`: it would shadow an auth
+    route, or an auth route it (a JSON 400 for the host's own login form)."""
+    taken = routes_under(app, prefix)
+    if taken:
+        raise RuntimeError(
+            f"AuthManager: the app's own routes are under the auth prefix {prefix!r} "
+            f"({', '.join(taken[:3])}); set AUTH_URL_PREFIX to a path of its own, such as "
+            "'/api/auth'."
+        )
 
 
 @blueprint.after_request

@@ -19,6 +19,7 @@ from .engines import is_missing_table
 from .errors import AuthError
 from .keys import generate_key_pair_pem
 from .state import auth_state
+from .state import AuthState
 from .state import ClientInfo
 from .validation import canonical_email
 
@@ -48,6 +49,7 @@ CLI_CLIENT = ClientInfo(ip=None, user_agent="flask auth cli")
 @click.option("--role", default="user", show_default=True, help="Role written into access tokens.")
 def create_user(email: str, role: str) -> None:
     """Create a user; the password comes from a prompt, or from stdin when it is not a terminal."""
+    accounts.require_builtin_users(auth_state(), "create-user")
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
@@ -74,24 +76,29 @@ def prune() -> None:
 
 
 @auth_cli.command("revoke")
-@click.argument("email")
-def revoke(email: str) -> None:
-    """Revoke every session of a user."""
+@click.argument("login", metavar="EMAIL")
+def revoke(login: str) -> None:
+    """Revoke every session of a user (named by email, or any login field of the app's users)."""
     state = auth_state()
-    user = accounts.user_by_email(state, email)
+    user = accounts.user_by_login(state, login)
+    shown = _shown(state, user)
     revoked = revocation.revoke_all_sessions(
-        state, user_id=user.id, reason="revoked_by_admin", client=CLI_CLIENT, now=datetime.now(UTC)
+        state,
+        user_id=state.users.key_of(user),
+        reason="revoked_by_admin",
+        client=CLI_CLIENT,
+        now=datetime.now(UTC),
     )
-    click.echo(f"revoked {revoked} sessions of {user.email}")
+    click.echo(f"revoked {revoked} sessions of {shown}")
 
 
 @auth_cli.command("sessions")
-@click.argument("email")
-def list_sessions(email: str) -> None:
+@click.argument("login", metavar="EMAIL")
+def list_sessions(login: str) -> None:
     """List a user's live sessions."""
     state = auth_state()
-    user = accounts.user_by_email(state, email)
-    live = sessions.live_sessions(state, user_id=user.id, now=datetime.now(UTC))
+    user = accounts.user_by_login(state, login)
+    live = sessions.live_sessions(state, user_id=state.users.key_of(user), now=datetime.now(UTC))
     for auth_session in live:
         click.echo(
             f"{auth_session.id}  created {auth_session.created_at:%Y-%m-%d %H:%M}  "
@@ -103,32 +110,42 @@ def list_sessions(email: str) -> None:
 
 
 @auth_cli.command("deactivate")
-@click.argument("email")
-def deactivate(email: str) -> None:
+@click.argument("login", metavar="EMAIL")
+def deactivate(login: str) -> None:
     """Block a user's logins and revoke every session."""
-    revoked = accounts.deactivate(
-        auth_state(), email=email, client=CLI_CLIENT, now=datetime.now(UTC)
-    )
-    click.echo(f"deactivated {canonical_email(email)}; revoked {revoked} sessions")
+    state = auth_state()
+    revoked = accounts.deactivate(state, login=login, client=CLI_CLIENT, now=datetime.now(UTC))
+    click.echo(f"deactivated {_canonical(state, login)}; revoked {revoked} sessions")
 
 
 @auth_cli.command("activate")
-@click.argument("email")
-def activate(email: str) -> None:
+@click.argument("login", metavar="EMAIL")
+def activate(login: str) -> None:
     """Let a deactivated user log in again."""
-    user = accounts.activate(auth_state(), email=email, client=CLI_CLIENT, now=datetime.now(UTC))
-    click.echo(f"activated {user.email}")
+    state = auth_state()
+    user = accounts.activate(state, login=login, client=CLI_CLIENT, now=datetime.now(UTC))
+    click.echo(f"activated {_shown(state, user)}")
 
 
 @auth_cli.command("set-role")
-@click.argument("email")
+@click.argument("login", metavar="EMAIL")
 @click.argument("role")
-def set_role(email: str, role: str) -> None:
+def set_role(login: str, role: str) -> None:
     """Give a user a role (a short identifier); it applies at the user's next request."""
+    state = auth_state()
     user = accounts.set_role(
-        auth_state(), email=email, role=role, client=CLI_CLIENT, now=datetime.now(UTC)
+        state, login=login, role=role, client=CLI_CLIENT, now=datetime.now(UTC)
     )
-    click.echo(f"{user.email} now has the role {user.role}")
+    click.echo(f"{_shown(state, user)} now has the role {user.role}")
+
+
+def _shown(state: AuthState, user: Any) -> str:
+    """The user as commands name it: its first login field."""
+    return str(getattr(user, state.users.login_fields[0]))
+
+
+def _canonical(state: AuthState, login: str) -> str:
+    return canonical_email(login) if state.users.builtin else login
 
 
 @auth_cli.command("keygen")

@@ -67,10 +67,11 @@ def exact_string(length: int) -> sa.types.TypeEngine[str]:
     )
 
 
-def add_tables_to(metadata: sa.MetaData) -> None:
-    """Copy our tables into a host's `metadata`, with plain SQLAlchemy types in their columns.
+def add_tables_to(metadata: sa.MetaData, tables: list[sa.Table]) -> None:
+    """Copy `tables` into a host's `metadata`, with plain SQLAlchemy types in their columns
+    (the host's migrations then import nothing of ours).
 
-    Idempotent. RuntimeError if the host already has a table of one of our names.
+    Idempotent. RuntimeError if the host already has a table of one of their names.
     """
     if metadata.info.get(OWNER_INFO_KEY):
         return
@@ -79,14 +80,15 @@ def add_tables_to(metadata: sa.MetaData) -> None:
             f"AuthManager: your metadata puts tables in the schema {metadata.schema!r}; the "
             "extension's tables live in the default schema: use a metadata without one."
         )
-    for table in Base.metadata.sorted_tables:
-        if table.name in metadata.tables:
+    names = [table.name for table in tables]
+    for name in names:
+        if name in metadata.tables:
             raise RuntimeError(
-                f"AuthManager: your metadata already has a table named {table.name!r}; "
-                "the extension's tables are users, auth_sessions, refresh_tokens and "
-                "auth_events (see the README on an existing users table)."
+                f"AuthManager: your metadata already has a table named {name!r}; the "
+                f"extension's tables are {', '.join(names)} (see the README on apps that "
+                "already have users)."
             )
-    for table in Base.metadata.sorted_tables:
+    for table in tables:
         copy = table.to_metadata(metadata)
         for column in copy.columns:
             if isinstance(column.type, UTCDateTime):

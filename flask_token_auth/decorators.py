@@ -9,6 +9,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from datetime import datetime
 from datetime import UTC
+from typing import Any
 from typing import cast
 from typing import overload
 from typing import ParamSpec
@@ -26,11 +27,11 @@ from .errors import InsufficientScope
 from .errors import InvalidToken
 from .errors import MalformedAuthorization
 from .errors import MissingCredentials
-from .models import User
 from .session_check import live_session_role
 from .state import auth_state
 from .state import AuthState
 from .tokens import AccessClaims
+from .users import DEFAULT_ROLE
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,8 +72,10 @@ def verify_request_token() -> AccessClaims:
     role = _live_session_role(state, claims, now=now)
     if role is None:
         raise InvalidToken("the session of this access token has ended")
-    if role != claims.role:
-        claims = dataclasses.replace(claims, role=role)
+    if state.users.role_column is not None:  # else the role of the login stands
+        role = role or DEFAULT_ROLE
+        if role != claims.role:
+            claims = dataclasses.replace(claims, role=role)
     setattr(g, _CLAIMS, claims)
     return claims
 
@@ -96,7 +99,11 @@ def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime)
     """The role if the session is live; a database failure is a TemporarilyUnavailable."""
     try:
         return live_session_role(
-            state.db.engine, session_id=claims.session_id, user_id=claims.user_id, now=now
+            state.db.engine,
+            state.users,
+            session_id=claims.session_id,
+            user_id=claims.user_id,
+            now=now,
         )
     except SQLAlchemyError as error:
         failure = database_failure(error)
@@ -163,6 +170,12 @@ def auth_required(
     return decorate(view) if view is not None else decorate
 
 
+def request_claims() -> AccessClaims | None:
+    """The claims an `@auth_required` view of this request verified; None elsewhere."""
+    claims = g.get(_CLAIMS)
+    return claims if isinstance(claims, AccessClaims) else None
+
+
 def _current_claims() -> AccessClaims | None:
     claims = g.get(_CLAIMS, _NOT_SET)
     if claims is _NOT_SET:
@@ -170,16 +183,19 @@ def _current_claims() -> AccessClaims | None:
     return cast(AccessClaims | None, claims)
 
 
-def _current_user() -> User | None:
-    """The user row of the request's token, loaded on first use and cached on `g`."""
+def _current_user() -> Any:
+    """The user of the request's token (an instance of the app's user model), loaded on first
+    use and cached on `g`."""
     if _USER not in g:
         claims = _current_claims()
-        user = auth_state().session.get(User, claims.user_id) if claims else None
+        state = auth_state()
+        user = state.session.get(state.users.model, claims.user_id) if claims else None
         setattr(g, _USER, user)
-    return cast(User | None, getattr(g, _USER))
+    return getattr(g, _USER)
 
 
 #: The verified claims of the request's access token (falsy in an optional view without one).
 current_claims: AccessClaims = cast(AccessClaims, LocalProxy(_current_claims))
-#: The authenticated user, loaded from the database only if the view uses it.
-current_user: User = cast(User, LocalProxy(_current_user))
+#: The authenticated user (the built-in `User`, or the host's model), loaded from the database
+#: only if the view uses it.
+current_user: Any = LocalProxy(_current_user)

@@ -10,6 +10,7 @@ from flask import jsonify
 from flask import request
 from flask import Response
 from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import default_exceptions
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
@@ -100,9 +101,13 @@ def render_unexpected_error(error: Exception) -> Response:
 def register_error_handlers(scope: Flask | Blueprint, *, json_errors: bool) -> None:
     """AuthError always; every other error too when `json_errors`.
 
-    Flask looks in a blueprint's handlers before the app's, so a scope gets the whole set.
+    Flask looks in a blueprint's handlers before the app's, so a scope gets the whole set; but
+    it looks for a status code's handlers (the host's `errorhandler(404)`) before any class's,
+    so HTTP errors are registered by code too.
     """
     scope.register_error_handler(AuthError, render_auth_error)
     if json_errors:
         scope.register_error_handler(HTTPException, render_http_exception)
+        for code in default_exceptions:
+            scope.register_error_handler(code, render_http_exception)
         scope.register_error_handler(Exception, render_unexpected_error)

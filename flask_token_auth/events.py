@@ -35,7 +35,7 @@ class AuthEventRecord:
     """What an event says: never a token, a password or a hash."""
 
     type: str
-    user_id: int | None = None
+    user_id: Any = None  # the user's key: an int, a UUID or a string
     session_id: str | None = None
     ip: str | None = None
     detail: dict[str, Any] | None = None

@@ -17,9 +17,6 @@ from sqlalchemy import delete
 from sqlalchemy import or_
 from sqlalchemy import select
 
-from .models import AuthEvent
-from .models import AuthSession
-from .models import RefreshToken
 from .state import AuthState
 
 PRUNE_BATCH_SIZE = 1000
@@ -40,21 +37,26 @@ def prune(
 
     Spent tokens are kept until they expire: they are what reuse detection recognises.
     """
-    ended = or_(AuthSession.expires_at <= now, AuthSession.revoked_at.is_not(None))
+    sessions, tokens, events = (
+        state.tables.AuthSession,
+        state.tables.RefreshToken,
+        state.tables.AuthEvent,
+    )
+    ended = or_(sessions.expires_at <= now, sessions.revoked_at.is_not(None))
 
     def delete_in_batches(model: Any, condition: sa.ColumnElement[bool]) -> int:
         return _delete_in_batches(state, model, condition, batch_size, rest)
 
-    expired_tokens = delete_in_batches(RefreshToken, RefreshToken.expires_at <= now)
+    expired_tokens = delete_in_batches(tokens, tokens.expires_at <= now)
     tokens_of_ended = delete_in_batches(
-        RefreshToken, RefreshToken.session_id.in_(select(AuthSession.id).where(ended))
+        tokens, tokens.session_id.in_(select(sessions.id).where(ended))
     )
-    sessions = delete_in_batches(AuthSession, ended)
-    events = delete_in_batches(AuthEvent, AuthEvent.at < now - state.settings.audit_retention)
+    ended_sessions = delete_in_batches(sessions, ended)
+    old_events = delete_in_batches(events, events.at < now - state.settings.audit_retention)
     return {
         "refresh_tokens": expired_tokens + tokens_of_ended,
-        "sessions": sessions,
-        "audit_events": events,
+        "sessions": ended_sessions,
+        "audit_events": old_events,
     }
 
 

@@ -13,15 +13,15 @@ import sqlalchemy as sa
 from sqlalchemy import update
 
 from . import audit
-from .models import AuthSession
 from .state import AuthState
 from .state import ClientInfo
+from .tokens import UserKey
 
 
 def revoke_session(
     state: AuthState,
     *,
-    user_id: int,
+    user_id: UserKey,
     session_id: str,
     reason: str,
     client: ClientInfo,
@@ -31,7 +31,7 @@ def revoke_session(
     another user's, already ended). Commits."""
     revoked = _revoke_record_commit(
         state,
-        AuthSession.id == session_id,
+        state.tables.AuthSession.id == session_id,
         user_id=user_id,
         session_id=session_id,
         reason=reason,
@@ -45,7 +45,7 @@ def revoke_session(
 def revoke_all_sessions(
     state: AuthState,
     *,
-    user_id: int,
+    user_id: UserKey,
     reason: str,
     client: ClientInfo,
     now: datetime,
@@ -71,7 +71,7 @@ def revoke_all_sessions(
 def revoke_other_sessions(
     state: AuthState,
     *,
-    user_id: int,
+    user_id: UserKey,
     keep_session_id: str,
     reason: str,
     client: ClientInfo,
@@ -81,7 +81,7 @@ def revoke_other_sessions(
     as the session the request came from); the count. Records the event always. Commits."""
     return _revoke_record_commit(
         state,
-        AuthSession.id != keep_session_id,
+        state.tables.AuthSession.id != keep_session_id,
         user_id=user_id,
         session_id=keep_session_id,
         reason=reason,
@@ -95,7 +95,7 @@ def _revoke_record_commit(
     state: AuthState,
     scope: sa.ColumnElement[bool],
     *,
-    user_id: int,
+    user_id: UserKey,
     session_id: str | None,
     reason: str,
     client: ClientInfo,
@@ -105,18 +105,18 @@ def _revoke_record_commit(
     """Mark the user's live sessions within `scope` revoked, record the event of `reason`
     (unless none was and not `record_none`), and commit the whole transaction, with whatever
     the caller changed before."""
-    db_session = state.session
+    db_session, sessions = state.session, state.tables.AuthSession
     revoked = int(
         db_session.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.live_at(now), scope)
+            update(sessions)
+            .where(sessions.user_id == user_id, sessions.live_at(now), scope)
             .values(revoked_at=now, revoked_reason=reason),
             execution_options={"synchronize_session": False},
         ).rowcount  # type: ignore[attr-defined]
     )
     if revoked or record_none:
         audit.record_event(
-            db_session,
+            state,
             audit.REVOCATION_EVENTS.get(reason, audit.SESSION_REVOKED),
             now=now,
             client=client,

@@ -7,8 +7,12 @@ which revokes the session.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy import update
@@ -16,59 +20,71 @@ from sqlalchemy.orm import scoped_session
 
 from . import audit
 from .errors import InvalidGrant
-from .models import AuthSession
-from .models import RefreshToken
-from .models import User
 from .revocation import revoke_session
 from .sessions import add_refresh_token
 from .sessions import issue_tokens
-from .sessions import IssuedTokens
 from .sessions import SESSION_OVER
 from .state import AuthState
 from .state import ClientInfo
+from .tokens import IssuedTokens
 from .tokens import refresh_token_hash
 from .tokens import successor_refresh_token
+from .tokens import UserKey
+from .users import DEFAULT_ROLE
+from .users import UserModel
 
 #: How many rotations a grace replay may be behind the live token (tabs sharing one cookie jar
 #: can rotate a few times inside the window; a longer chain is treated as reuse).
 MAX_GRACE_ROTATIONS = 10
 
-# The statements of a rotation, built once (building them cost an eighth of a refresh).
-# The lookup reads plain columns, only those a rotation uses: loading three ORM objects cost
-# twice the query, and a driver may parse each column's description in Python (PyMySQL does).
-_TOKENS, _SESSIONS, _USERS = RefreshToken.__table__, AuthSession.__table__, User.__table__
-_FIND_TOKEN = (
-    select(
-        _TOKENS.c.id,
-        _TOKENS.c.user_id,
-        _TOKENS.c.session_id,
-        _TOKENS.c.expires_at,
-        _SESSIONS.c.expires_at.label("session_expires_at"),
-        _SESSIONS.c.revoked_at.label("session_revoked_at"),
-        _USERS.c.email,
-        _USERS.c.role,
-        _USERS.c.is_active,
-        _USERS.c.created_at.label("user_created_at"),
-    )
-    .select_from(
-        _TOKENS.join(_SESSIONS, _TOKENS.c.session_id == _SESSIONS.c.id).join(
-            _USERS, _TOKENS.c.user_id == _USERS.c.id
+
+@dataclasses.dataclass(frozen=True)
+class _Statements:
+    find_token: sa.Select[Any]
+    lock_user: sa.Select[Any]
+    touch_live_session: sa.Update
+    claim_token: sa.Update
+
+
+@functools.cache
+def _statements(users: UserModel) -> _Statements:
+    """The statements of a rotation for `users`, built once (building them cost an eighth of a
+    refresh). The lookup reads plain columns, only those a rotation uses: loading ORM objects
+    cost twice the query, and a driver may parse each column's description in Python (PyMySQL
+    does). A user model without `role` or `is_active` columns reads constants in their place.
+    """
+    sessions, tokens = users.tables.AuthSession, users.tables.RefreshToken
+    session_table, token_table = sessions.__table__, tokens.__table__
+    role = users.role_column if users.role_column is not None else sa.null()
+    active = users.active_column if users.active_column is not None else sa.true()
+    now = bindparam("now", type_=sessions.expires_at.type)
+    return _Statements(
+        find_token=select(
+            token_table.c.id,
+            token_table.c.user_id,
+            token_table.c.session_id,
+            token_table.c.expires_at,
+            session_table.c.expires_at.label("session_expires_at"),
+            session_table.c.revoked_at.label("session_revoked_at"),
+            role.label("role"),
+            active.label("is_active"),
         )
+        .select_from(
+            token_table.join(session_table, token_table.c.session_id == session_table.c.id).join(
+                users.key.table, token_table.c.user_id == users.key
+            )
+        )
+        .where(token_table.c.token_hash == bindparam("token_hash")),
+        lock_user=select(users.key)
+        .where(users.key == bindparam("user_id", type_=users.key.type))
+        .with_for_update(read=True),
+        touch_live_session=update(sessions)
+        .where(sessions.id == bindparam("session_id"), sessions.live_at(now))
+        .values(last_used_at=now),
+        claim_token=update(tokens)
+        .where(tokens.id == bindparam("token_id"), tokens.used_at.is_(None))
+        .values(used_at=now),
     )
-    .where(_TOKENS.c.token_hash == bindparam("token_hash"))
-)
-_LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update(read=True)
-_NOW = bindparam("now", type_=AuthSession.expires_at.type)
-_TOUCH_LIVE_SESSION = (
-    update(AuthSession)
-    .where(AuthSession.id == bindparam("session_id"), AuthSession.live_at(_NOW))
-    .values(last_used_at=_NOW)
-)
-_CLAIM_TOKEN = (
-    update(RefreshToken)
-    .where(RefreshToken.id == bindparam("token_id"), RefreshToken.used_at.is_(None))
-    .values(used_at=_NOW)
-)
 
 
 def rotate_refresh_token(
@@ -83,17 +99,22 @@ def rotate_refresh_token(
     """
     token_hash = refresh_token_hash(presented)
     assert isinstance(presented, str)  # noqa: S101 (refresh_token_hash checked it)
-    db_session = state.session
+    db_session, users = state.session, state.users
+    statements = _statements(users)
     _begin_read_committed(db_session)
     # Statements go to the transaction's connection: the ORM adds nothing to them.
     connection = db_session.connection()
-    token = connection.execute(_FIND_TOKEN, {"token_hash": token_hash}).one_or_none()
+    token = connection.execute(statements.find_token, {"token_hash": token_hash}).one_or_none()
     if token is None:
         raise InvalidGrant("the refresh token is invalid")
-    session_live = AuthSession.is_live(
+    session_live = users.tables.AuthSession.is_live(
         revoked_at=token.session_revoked_at, expires_at=token.session_expires_at, now=now
     )
-    if not session_live or not token.is_active:
+    is_active, role = token.is_active, token.role or DEFAULT_ROLE
+    if users.reads_instance:  # `is_active` or `role` is Python (Flask-Login's UserMixin)
+        user = db_session.get(users.model, token.user_id)
+        is_active, role = user is not None and users.is_active(user), users.role_of(user)
+    if not session_live or not is_active:
         raise InvalidGrant(SESSION_OVER)
     if now >= token.expires_at:
         raise InvalidGrant("the refresh token has expired")
@@ -102,21 +123,23 @@ def rotate_refresh_token(
     # the sessions): the successor's foreign keys would otherwise take them in reverse.
     # (SQLite has no row locks: it serialises writers, and this would be a plain read.)
     if connection.dialect.name != "sqlite":
-        connection.execute(_LOCK_USER, {"user_id": token.user_id})
+        connection.execute(statements.lock_user, {"user_id": token.user_id})
     # Threat: a refresh outliving a concurrent logout. The session must still be live when
     # its row is locked; a revocation that committed first ends this refresh.
     touched = connection.execute(
-        _TOUCH_LIVE_SESSION, {"session_id": token.session_id, "now": now}
+        statements.touch_live_session, {"session_id": token.session_id, "now": now}
     ).rowcount
     if touched != 1:
         raise InvalidGrant(SESSION_OVER)
     # Threat: double spend. The row count of this UPDATE, not an earlier SELECT, decides.
-    claimed = connection.execute(_CLAIM_TOKEN, {"token_id": token.id, "now": now}).rowcount
+    claimed = connection.execute(
+        statements.claim_token, {"token_id": token.id, "now": now}
+    ).rowcount
     if claimed == 1:
         successor = successor_refresh_token(presented, secret_key=state.settings.jwt_secret_key)
         successor_expires_at = min(now + state.settings.refresh_token_ttl, token.session_expires_at)
         add_refresh_token(
-            db_session,
+            state,
             successor,
             user_id=token.user_id,
             session_id=token.session_id,
@@ -137,7 +160,7 @@ def rotate_refresh_token(
         )
         grace = True
     audit.record_event(
-        db_session,
+        state,
         audit.REFRESHED,
         now=now,
         client=client,
@@ -147,16 +170,17 @@ def rotate_refresh_token(
     )
     db_session.commit()
     # Signed after the commit, from values read before it: SQLite's write lock (and the
-    # servers' row locks) are not held while the access token is signed. A transient User,
-    # never added to the session, is what the response shows of the user.
-    user = User(
-        id=token.user_id,
-        email=token.email,
-        role=token.role,
-        is_active=token.is_active,
-        created_at=token.user_created_at,
+    # servers' row locks) are not held while the access token is signed.
+    return issue_tokens(
+        state,
+        user_id=token.user_id,
+        role=role,
+        public=None,
+        session_id=token.session_id,
+        refresh_token=successor,
+        refresh_expires_at=successor_expires_at,
+        now=now,
     )
-    return issue_tokens(state, user, token.session_id, successor, successor_expires_at, now=now)
 
 
 def _begin_read_committed(db_session: scoped_session) -> None:  # type: ignore[type-arg]
@@ -182,7 +206,7 @@ def _replayed_successor(
     presented: str,
     *,
     token_id: int,
-    user_id: int,
+    user_id: UserKey,
     session_id: str,
     client: ClientInfo,
     now: datetime,
@@ -192,13 +216,17 @@ def _replayed_successor(
 
     Otherwise it is reuse: revoke the session, commit that, and raise InvalidGrant.
     """
-    db_session = state.session
+    db_session, tokens, sessions = (
+        state.session,
+        state.tables.RefreshToken,
+        state.tables.AuthSession,
+    )
     # Locking reads see the latest commit even in an older snapshot (a host transaction left
     # at REPEATABLE READ): the concurrent winner's successor must not look like reuse.
     used_at, revoked_at = db_session.execute(
-        select(RefreshToken.used_at, AuthSession.revoked_at)
-        .join(AuthSession, RefreshToken.session_id == AuthSession.id)
-        .where(RefreshToken.id == token_id)
+        select(tokens.used_at, sessions.revoked_at)
+        .join(sessions, tokens.session_id == sessions.id)
+        .where(tokens.id == token_id)
         .with_for_update()
     ).one()
     grace = state.settings.refresh_reuse_grace
@@ -247,13 +275,14 @@ def _stored_successor(
 ) -> tuple[str, datetime | None, datetime] | None:
     """(successor, used_at, expires_at) of `token`'s successor in the session, derived under
     the current secret or, for a rotation that predates a key change, a fallback."""
+    tokens = state.tables.RefreshToken
     for secret in state.settings.secret_keys:
         successor = successor_refresh_token(token, secret_key=secret)
         row = state.session.execute(
-            select(RefreshToken.used_at, RefreshToken.expires_at)
+            select(tokens.used_at, tokens.expires_at)
             .where(
-                RefreshToken.token_hash == refresh_token_hash(successor),
-                RefreshToken.session_id == session_id,
+                tokens.token_hash == refresh_token_hash(successor),
+                tokens.session_id == session_id,
             )
             .with_for_update()
         ).one_or_none()

@@ -25,23 +25,34 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from .models import AuthSession
-from .models import User
+from .users import UserModel
 
 if TYPE_CHECKING:
     from .libpq import LibpqQuery
 
-# The role of the user, if the session is live and the user active; no row otherwise.
-_LIVE_SESSION_ROLE = (
-    sa.select(User.role)
-    .join_from(AuthSession, User, AuthSession.user_id == User.id)
-    .where(
-        AuthSession.id == sa.bindparam("session_id"),
-        AuthSession.user_id == sa.bindparam("user_id"),
-        AuthSession.live_at(sa.bindparam("now", type_=AuthSession.expires_at.type)),
-        User.is_active == sa.true(),
+
+@functools.cache
+def live_session_statement(users: UserModel) -> sa.Select[Any]:
+    """The role of the user, if the session is live and the user (still there and) active; no
+    row otherwise. A role of NULL, or a model without a `role` column, gives ''; a model
+    without an `is_active` column counts every user active."""
+    sessions = users.tables.AuthSession
+    role: sa.ColumnElement[Any] = sa.literal_column("''")
+    if users.role_column is not None:
+        role = users.role_column if users.builtin else sa.func.coalesce(users.role_column, role)
+    conditions = [
+        sessions.id == sa.bindparam("session_id"),
+        sessions.user_id == sa.bindparam("user_id"),
+        sessions.live_at(sa.bindparam("now", type_=sessions.expires_at.type)),
+    ]
+    if users.active_column is not None:
+        conditions.append(users.active_column == sa.true())
+    return (
+        sa.select(role)
+        .select_from(sessions)
+        .join(users.key.table, sessions.user_id == users.key)
+        .where(*conditions)
     )
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +73,8 @@ class _DriverQuery:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(dialect: Dialect) -> _DriverQuery:
-    compiled = _LIVE_SESSION_ROLE.compile(dialect=dialect)
+def _compiled(statement: sa.Select[Any], dialect: Dialect) -> _DriverQuery:
+    compiled = statement.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.binds)
     processors = {
         # The dialect's own type (SQLite's DATETIME writes a string with microseconds).
@@ -89,13 +100,14 @@ def _libpq_query(sql: str, names: tuple[str, ...]) -> LibpqQuery:
 
 
 def live_session_role(
-    engine: sa.Engine, *, session_id: str, user_id: int, now: datetime
+    engine: sa.Engine, users: UserModel, *, session_id: str, user_id: Any, now: datetime
 ) -> str | None:
-    """The user's role if the session is live at `now` and the user active; else None.
+    """The user's role ('' if `users` has no role column) if the session is live at `now`
+    and the user active; else None.
 
     Raises SQLAlchemy's DBAPIError subclasses, as a Core query would, parameters hidden.
     """
-    query = _compiled(engine.dialect)
+    query = _compiled(live_session_statement(users), engine.dialect)
     parameters = query.parameters({"session_id": session_id, "user_id": user_id, "now": now})
     if not isinstance(engine.pool, sa.QueuePool):
         # In-memory SQLite (one shared connection), NullPool: the engine's own pool, as is.

@@ -129,6 +129,12 @@ class AuthSettings:
     password_max_length: int = setting(
         256, PositiveInt(), "longest password accepted (bounds the hashing work asked for)"
     )
+    upgrade_password_hashes: bool = setting(
+        False,
+        Flag(),
+        "with a host's user model: rewrite a non-argon2id `password_hash` as argon2id at a "
+        "successful login (only if the host's own code can verify argon2id)",
+    )
     argon2_profile: str = setting(
         "rfc9106_low_memory",
         Choice(ARGON2_PROFILES),

@@ -11,10 +11,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import scoped_session
 
 from .keys import KeySet
+from .models import AuthTables
 from .passwords import PasswordHasher
 from .ratelimit import RateLimits
 from .settings import AuthSettings
 from .tokens import AccessTokenVerifier
+from .users import UserModel
 
 EXTENSION_KEY = "flask_token_auth"
 
@@ -27,6 +29,12 @@ class AuthState:
     passwords: PasswordHasher
     rate_limits: RateLimits
     db: SQLAlchemy
+    users: UserModel
+
+    @property
+    def tables(self) -> AuthTables:
+        """The session, refresh-token and event tables of these users."""
+        return self.users.tables
 
     @property
     def session(self) -> scoped_session:  # type: ignore[type-arg]

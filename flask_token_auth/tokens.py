@@ -10,7 +10,9 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import jwt
 
@@ -27,16 +29,41 @@ MAX_ACCESS_TOKEN_LENGTH = 8192
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 REFRESH_TOKEN_BYTES = 32
 _REFRESH_TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
-# A user id the database can look up: a positive BIGINT.
+# An integer user id the database can look up: a positive BIGINT, spelled one way.
 _USER_ID_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
 MAX_USER_ID = 2**63 - 1
+#: A user's primary key: an int, a UUID or a string, as the user model declares it.
+UserKey = Any
+#: The key a `sub` names; ValueError if it names none (see `integer_subject`).
+SubjectParser = Callable[[str], UserKey]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IssuedTokens:
+    """What a login, a refresh or `AuthManager.start_session` hands to the client."""
+
+    access_token: str = dataclasses.field(repr=False)
+    expires_in: int
+    refresh_token: str = dataclasses.field(repr=False)
+    refresh_expires_at: datetime
+    session_id: str
+    #: The user as the API shows it; None for a refresh, whose answer does not show it.
+    user: dict[str, Any] | None = None
+
+
+def integer_subject(subject: str) -> int:
+    """The positive BIGINT `subject` spells in decimal, without sign or leading zeros;
+    ValueError otherwise (threat: one key spelled many ways, or one no column holds)."""
+    if not _USER_ID_PATTERN.fullmatch(subject) or int(subject) > MAX_USER_ID:
+        raise ValueError("not a positive BIGINT")
+    return int(subject)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AccessClaims:
     """The verified claims of an access token."""
 
-    user_id: int
+    user_id: UserKey
     session_id: str
     role: str
     token_id: str
@@ -45,7 +72,13 @@ class AccessClaims:
 
 
 def issue_access_token(
-    *, keys: KeySet, settings: AuthSettings, user_id: int, role: str, session_id: str, now: datetime
+    *,
+    keys: KeySet,
+    settings: AuthSettings,
+    user_id: UserKey,
+    role: str,
+    session_id: str,
+    now: datetime,
 ) -> str:
     """A signed access token for `user_id` in `session_id`, valid from `now` for the access TTL."""
     issued_at = int(now.timestamp())
@@ -64,13 +97,18 @@ def issue_access_token(
 
 
 def verify_access_token(
-    token: str, *, keys: KeySet, settings: AuthSettings, now: datetime
+    token: str,
+    *,
+    keys: KeySet,
+    settings: AuthSettings,
+    now: datetime,
+    parse_subject: SubjectParser = integer_subject,
 ) -> AccessClaims:
     """Verify signature, `typ`, every required claim, `iss`, `aud` and lifetime at `now`.
 
     Raises InvalidToken. Whether the session is still alive is the caller's check.
     """
-    claims = signed_access_claims(token, keys=keys, settings=settings)
+    claims = signed_access_claims(token, keys=keys, settings=settings, parse_subject=parse_subject)
     return check_lifetime(claims, settings=settings, now=now)
 
 
@@ -83,9 +121,18 @@ class AccessTokenVerifier:
     claims verified enter, keyed by the whole token; the keys are fixed for the app's life.
     """
 
-    def __init__(self, *, keys: KeySet, settings: AuthSettings, cache_size: int) -> None:
+    def __init__(
+        self,
+        *,
+        keys: KeySet,
+        settings: AuthSettings,
+        cache_size: int,
+        parse_subject: SubjectParser = integer_subject,
+    ) -> None:
         self._settings = settings
-        verify_signature = functools.partial(signed_access_claims, keys=keys, settings=settings)
+        verify_signature = functools.partial(
+            signed_access_claims, keys=keys, settings=settings, parse_subject=parse_subject
+        )
         self.signed_claims = functools.lru_cache(maxsize=cache_size)(verify_signature)
 
     def verify(self, token: str, *, now: datetime) -> AccessClaims:
@@ -93,9 +140,15 @@ class AccessTokenVerifier:
         return check_lifetime(self.signed_claims(token), settings=self._settings, now=now)
 
 
-def signed_access_claims(token: str, *, keys: KeySet, settings: AuthSettings) -> AccessClaims:
+def signed_access_claims(
+    token: str,
+    *,
+    keys: KeySet,
+    settings: AuthSettings,
+    parse_subject: SubjectParser = integer_subject,
+) -> AccessClaims:
     """The claims of `token` if its signature, `typ`, `iss`, `aud` and every required claim
-    verify, whatever the time; raises InvalidToken."""
+    verify, whatever the time, and `sub` names a key (`parse_subject`); raises InvalidToken."""
     if len(token) > MAX_ACCESS_TOKEN_LENGTH:
         raise InvalidToken("the access token is too large")
     # Threat: one token spelled many ways (padding, characters some PyJWT releases skip)
@@ -134,16 +187,18 @@ def signed_access_claims(token: str, *, keys: KeySet, settings: AuthSettings) ->
         _is_int(expires_at)
         and _is_int(issued_at)
         and isinstance(subject, str)
-        and _USER_ID_PATTERN.fullmatch(subject)
-        and int(subject) <= MAX_USER_ID
         and isinstance(session_id, str)
         and is_session_id(session_id)
         and isinstance(claims["jti"], str)
         and isinstance(claims["role"], str)
     ):
         raise InvalidToken("the access token is invalid")
+    try:
+        user_id = parse_subject(subject)
+    except ValueError:
+        raise InvalidToken("the access token is invalid") from None
     return AccessClaims(
-        user_id=int(subject),
+        user_id=user_id,
         session_id=session_id,
         role=claims["role"],
         token_id=claims["jti"],

@@ -6,6 +6,7 @@ import functools
 from datetime import datetime
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from flask import jsonify
 from flask import Response
@@ -27,6 +28,8 @@ from .errors import InvalidToken
 from .errors import NotFound as SessionNotFound
 from .openapi import openapi_document
 from .state import auth_state
+from .state import AuthState
+from .tokens import UserKey
 from .transactions import retried
 from .transport import clear_token_cookies
 from .transport import client_info
@@ -35,7 +38,6 @@ from .transport import json_object
 from .transport import refresh_token_from_request
 from .transport import token_response
 from .transport import wants_body_transport
-from .validation import canonical_email
 from .validation import is_session_id
 
 # The blueprint with its routes: importing it from here is what registers them.
@@ -48,6 +50,7 @@ STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 @blueprint.post("/register")
 def register() -> tuple[Response, int]:
     state = auth_state()
+    accounts.require_builtin_users(state, "registration")
     state.rate_limits.hit("register", client_key())
     if not state.settings.allow_registration:
         raise AccessDenied("registration is closed")
@@ -68,22 +71,15 @@ def login() -> Response:
     state = auth_state()
     state.rate_limits.hit("login", client_key())
     body = json_object()
-    if isinstance(body.get("email"), str):
-        # Per account from one address, and a wider ceiling per account from all addresses:
-        # a guesser elsewhere cannot lock the owner out until the ceiling.
-        account = canonical_email(body["email"])
-        state.rate_limits.hit("login_address", f"{account} {client_key()}")
-        state.rate_limits.hit("login_account", account)
+    field, value = accounts.login_value(state.users, body)
+    # Per account from one address, and a wider ceiling per account from all addresses:
+    # a guesser elsewhere cannot lock the owner out until the ceiling.
+    account = f"{field}:{value}"
+    state.rate_limits.hit("login_address", f"{account} {client_key()}")
+    state.rate_limits.hit("login_account", account)
     now = datetime.now(UTC)
     with metrics.timed("login"):
-        issued = retried(
-            sessions.login,
-            state,
-            email=body.get("email"),
-            password=body.get("password"),
-            client=client_info(),
-            now=now,
-        )
+        issued = retried(sessions.login, state, credentials=body, client=client_info(), now=now)
     return token_response(state, issued, now=now, include_user=True, native=wants_body_transport())
 
 
@@ -162,29 +158,39 @@ def logout_all() -> Response:
 @blueprint.get("/me")
 @auth_required
 def me() -> Response:
-    return jsonify(user=current_user.to_public(), session_id=current_claims.session_id)
+    return jsonify(
+        user=auth_state().users.to_public(current_user), session_id=current_claims.session_id
+    )
 
 
 @blueprint.get("/sessions")
 @auth_required
 def list_sessions() -> Response:
-    live = sessions.live_sessions(
-        auth_state(), user_id=current_claims.user_id, now=datetime.now(UTC)
-    )
     return jsonify(
-        sessions=[
-            {
-                "id": auth_session.id,
-                "created_at": auth_session.created_at.isoformat(),
-                "last_used_at": auth_session.last_used_at.isoformat(),
-                "expires_at": auth_session.expires_at.isoformat(),
-                "user_agent": auth_session.user_agent,
-                "ip": auth_session.ip,
-                "current": auth_session.id == current_claims.session_id,
-            }
-            for auth_session in live
-        ]
+        sessions=session_list(
+            auth_state(),
+            user_id=current_claims.user_id,
+            current_session_id=current_claims.session_id,
+        )
     )
+
+
+def session_list(
+    state: AuthState, *, user_id: UserKey, current_session_id: str | None
+) -> list[dict[str, Any]]:
+    """The user's live sessions as the API lists them, newest first."""
+    return [
+        {
+            "id": auth_session.id,
+            "created_at": auth_session.created_at.isoformat(),
+            "last_used_at": auth_session.last_used_at.isoformat(),
+            "expires_at": auth_session.expires_at.isoformat(),
+            "user_agent": auth_session.user_agent,
+            "ip": auth_session.ip,
+            "current": auth_session.id == current_session_id,
+        }
+        for auth_session in sessions.live_sessions(state, user_id=user_id, now=datetime.now(UTC))
+    ]
 
 
 @blueprint.delete("/sessions/<session_id>")
@@ -207,6 +213,7 @@ def revoke_session(session_id: str) -> Response:
 @auth_required
 def change_password() -> Response:
     state = auth_state()
+    accounts.require_builtin_users(state, "the password change")
     state.rate_limits.hit("password", str(current_claims.user_id))
     body = json_object()
     retried(

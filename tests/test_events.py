@@ -19,6 +19,7 @@ from app import db
 from flask_token_auth import audit
 from flask_token_auth.events import auth_event
 from flask_token_auth.events import AuthEventRecord
+from flask_token_auth.state import auth_state
 from flask_token_auth.state import ClientInfo
 from tests.conftest import PASSWORD
 from tests.helpers import bearer
@@ -118,7 +119,7 @@ def test_an_event_of_a_rolled_back_transaction_is_never_published(
 ) -> None:
     with app.app_context():
         audit.record_event(
-            db.session, "login_succeeded", now=datetime.now(UTC), client=ClientInfo(), user_id=1
+            auth_state(), "login_succeeded", now=datetime.now(UTC), client=ClientInfo(), user_id=1
         )
         db.session.rollback()
         db.session.commit()

@@ -34,6 +34,7 @@ from flask_token_auth.tokens import AccessClaims
 from flask_token_auth.tokens import AccessTokenVerifier
 from flask_token_auth.tokens import issue_access_token
 from flask_token_auth.tokens import verify_access_token
+from flask_token_auth.users import UserModel
 from tests.conftest import app_with_tables
 from tests.conftest import make_app
 from tests.conftest import SECRET
@@ -41,6 +42,8 @@ from tests.conftest import server_database
 from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import register
+
+USERS = UserModel.builtin_users()
 
 SETTINGS = AuthSettings.from_config({"TESTING": True, "SECRET_KEY": SECRET})
 KEYS = load_key_set(SETTINGS)
@@ -243,7 +246,7 @@ def test_live_session_role_on_every_database(app: Flask) -> None:
 
     def role(claims: AccessClaims, *, user_id: int = 0, at: datetime = now) -> str | None:
         return live_session_role(
-            engine, session_id=claims.session_id, user_id=user_id or claims.user_id, now=at
+            engine, USERS, session_id=claims.session_id, user_id=user_id or claims.user_id, now=at
         )
 
     def execute(statement: str, **params: Any) -> None:
@@ -295,7 +298,11 @@ def test_a_database_error_in_the_check_is_sqlalchemys_and_discards_the_connectio
 
     def check() -> str | None:
         return live_session_role(
-            engine, session_id=claims.session_id, user_id=claims.user_id, now=datetime.now(UTC)
+            engine,
+            USERS,
+            session_id=claims.session_id,
+            user_id=claims.user_id,
+            now=datetime.now(UTC),
         )
 
     assert check() == "user"
@@ -347,14 +354,17 @@ def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommi
     stay transactions (a rollback undoes their work)."""
     with postgresql_app.app_context():
         engine = db.engine
-    assert live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC)) is None
+    assert (
+        live_session_role(engine, USERS, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
+        is None
+    )
     kept = _kept_connections(engine)
     ((driver, _),) = kept.idle
     assert driver.autocommit is True
     driver.pgconn = _InterruptedLibpq(driver.pgconn)
 
     with pytest.raises(KeyboardInterrupt):
-        live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
+        live_session_role(engine, USERS, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
     assert (kept.idle, driver.closed, queue_pool(engine).checkedout()) == ([], True, 0)
 
     with engine.connect() as connection:
@@ -392,19 +402,25 @@ def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
 
 
 def test_the_hosts_own_routes_pay_for_no_hook_of_ours(sqlite_app: Flask) -> None:
-    """The extension adds no app-wide hook: JSON for unknown paths under its prefix comes from
-    a route of its own, nosniff and no-store from the blueprint and the error responses, as
-    the answers show."""
+    """The extension adds no app-wide hook past the first request (which checks that no host
+    route took the auth prefix): JSON for unknown paths under its prefix comes from a route of
+    its own, nosniff and no-store from the blueprint and the error responses, as the answers
+    show."""
     ours = "flask_token_auth"
-    hooks = [
-        *sqlite_app.before_request_funcs.get(None, []),
-        *sqlite_app.after_request_funcs.get(None, []),
-        *sqlite_app.teardown_request_funcs.get(None, []),
-        *sqlite_app.url_value_preprocessors.get(None, []),
-    ]
-    assert [f.__name__ for f in hooks if ours in f.__module__] == []
 
+    def our_hooks() -> list[str]:
+        hooks = [
+            *sqlite_app.before_request_funcs.get(None, []),
+            *sqlite_app.after_request_funcs.get(None, []),
+            *sqlite_app.teardown_request_funcs.get(None, []),
+            *sqlite_app.url_value_preprocessors.get(None, []),
+        ]
+        return [f.__name__ for f in hooks if ours in f.__module__]
+
+    assert our_hooks() == ["check_once"]
     client = sqlite_app.test_client()
+    host = client.get("/healthz")
+    assert our_hooks() == []
     unknown = client.get("/auth/nowhere")
     refused = client.get("/api/hello")
     host = client.get("/healthz")

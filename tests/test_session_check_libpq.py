@@ -19,11 +19,14 @@ from flask_token_auth import engine_options
 from flask_token_auth.libpq import STATEMENT_NAME
 from flask_token_auth.session_check import _kept_connections
 from flask_token_auth.session_check import live_session_role
+from flask_token_auth.users import UserModel
 from tests.conftest import app_with_tables
 from tests.conftest import server_database
 from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import register
+
+USERS = UserModel.builtin_users()
 
 SCHEMA_MISSING = {
     "error": "server_error",
@@ -110,8 +113,13 @@ def test_a_host_without_prepared_statements_gets_none_from_the_check(
     )
     now = datetime.now(UTC)
     try:
-        assert live_session_role(engine, session_id=session_id, user_id=user_id, now=now) == "user"
-        assert live_session_role(engine, session_id="s" * 32, user_id=user_id, now=now) is None
+        assert (
+            live_session_role(engine, USERS, session_id=session_id, user_id=user_id, now=now)
+            == "user"
+        )
+        assert (
+            live_session_role(engine, USERS, session_id="s" * 32, user_id=user_id, now=now) is None
+        )
         assert prepared_statements(kept_driver(engine)) == []
     finally:
         engine.dispose()
@@ -133,7 +141,7 @@ def test_a_database_error_through_libpq_is_psycopgs_then_sqlalchemys(
         connection.execute(sa.text("ALTER TABLE auth_sessions RENAME TO auth_sessions_away"))
     try:
         with pytest.raises(sa.exc.ProgrammingError) as caught:
-            live_session_role(engine, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
+            live_session_role(engine, USERS, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
         assert isinstance(caught.value.orig, psycopg.errors.UndefinedTable)
         assert caught.value.orig.sqlstate == "42P01"
         assert 'relation "auth_sessions" does not exist' in str(caught.value)
