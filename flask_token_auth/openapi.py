@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .settings import AuthSettings
+from .users import UserModel
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _TOKENS = {"$ref": "#/components/schemas/TokenResponse"}
@@ -16,22 +17,42 @@ _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _STRING = {"type": "string"}
 
 
-def openapi_document(settings: AuthSettings) -> dict[str, Any]:
-    """The whole API under `settings.url_prefix`."""
+def openapi_document(settings: AuthSettings, users: UserModel) -> dict[str, Any]:
+    """The whole API under `settings.url_prefix`, for the app's users: a host's own users log
+    in by its login fields, and registration and the password change are off (404) for them."""
     prefix = settings.url_prefix
+    paths = _paths(users.login_fields)
+    if not users.builtin:
+        del paths["/register"], paths["/password"]
     return {
         "openapi": "3.1.0",
         "info": {"title": "flask-token-auth", "version": "1"},
-        "paths": {f"{prefix}{path}": item for path, item in _paths().items()},
+        "paths": {f"{prefix}{path}": item for path, item in paths.items()},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": _schemas(),
+            "schemas": _schemas() | ({} if users.builtin else {"User": _host_user(users)}),
         },
     }
 
 
-def _paths() -> dict[str, Any]:
+def _host_user(users: UserModel) -> dict[str, Any]:
+    fields = {"id": {"type": ["integer", "string"]}, "role": _STRING}
+    return {
+        "type": "object",
+        "required": list(fields),
+        "properties": fields | {name: {} for name in users.login_fields},
+    }
+
+
+def _paths(login_fields: tuple[str, ...]) -> dict[str, Any]:
     credentials = _form({"email": _STRING, "password": _STRING}, required=True)
+    login = credentials
+    if login_fields != ("email",):  # one of the login fields, and the password
+        login = _form({name: _STRING for name in (*login_fields, "password")}, required=False)
+        schema = login["content"]["application/json"]["schema"]
+        schema["required"] = ["password"]
+        schema["oneOf"] = [{"required": [name]} for name in login_fields]
+        login["required"] = True
     refresh_token = _form({"refresh_token": _STRING}, required=False)
     return {
         "/register": {
@@ -44,7 +65,7 @@ def _paths() -> dict[str, Any]:
         "/login": {
             "post": _operation(
                 "Log in: open a session",
-                body=credentials,
+                body=login,
                 transport=True,
                 answers={"200": _json(_TOKENS)},
             )

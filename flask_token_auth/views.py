@@ -253,7 +253,8 @@ def _static_file(name: str) -> bytes:
 
 @blueprint.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(auth_state().settings))
+    state = auth_state()
+    return jsonify(openapi_document(state.settings, state.users))
 
 
 @blueprint.get("/jwks.json")

@@ -4,12 +4,18 @@ host's fields, and the Python API host code starts and ends sessions with."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import statistics
 import threading
+import time
 import uuid
+import warnings
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
+import argon2
 import jwt
 import pytest
 import sqlalchemy as sa
@@ -595,3 +601,118 @@ def test_concurrent_logins_of_one_host_user_each_open_a_session(host: Host) -> N
         thread.join()
     assert statuses == [200] * 4
     assert host.count("auth_sessions") == 4
+
+
+# --- the host's stored hashes, without its check_password -----------------------------------
+
+
+def django_pbkdf2(password: str) -> str:
+    """Django's `pbkdf2_sha256$iterations$salt$base64` (its PBKDF2PasswordHasher's format)."""
+    salt, iterations = "seasalt2024", 100_000
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
+    return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(key).decode()}"
+
+
+def passlib_pbkdf2(password: str) -> str:
+    with warnings.catch_warnings():  # passlib 1.7 imports `crypt`, deprecated in 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)
+        passlib_hash = pytest.importorskip("passlib.hash")
+    stored: str = passlib_hash.pbkdf2_sha256.hash(password)
+    return stored
+
+
+def bcrypt_hash(password: str) -> str:
+    bcrypt = pytest.importorskip("bcrypt")
+    stored: str = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return stored
+
+
+HASH_FORMATS: dict[str, Callable[[str], str]] = {
+    "argon2id": lambda password: argon2.PasswordHasher().hash(password),
+    "bcrypt": bcrypt_hash,
+    "werkzeug-scrypt": lambda password: generate_password_hash(password, "scrypt"),
+    "werkzeug-pbkdf2": lambda password: generate_password_hash(password, "pbkdf2:sha256:1000"),
+    "passlib-pbkdf2": passlib_pbkdf2,
+    "django-pbkdf2": django_pbkdf2,
+}
+
+
+@pytest.mark.parametrize("upgrade", [False, True], ids=["kept", "upgraded"])
+@pytest.mark.parametrize("hash_format", list(HASH_FORMATS))
+def test_each_stored_hash_format_logs_in_and_is_upgraded_only_when_configured(
+    make_host: Callable[..., Host], hash_format: str, upgrade: bool
+) -> None:
+    stored = HASH_FORMATS[hash_format](PASSWORD)
+    host = make_host(check_password=False, AUTH_UPGRADE_PASSWORD_HASHES=upgrade)
+    host.add_user("susan", password_hash=stored)
+    client = host.app.test_client()
+    assert log_in(client, "username", "susan", "wrong password").status_code == 401
+    assert host.user_row("susan").password_hash == stored
+    assert log_in(client, "username", "susan").status_code == 200
+    after = host.user_row("susan").password_hash
+    if upgrade:  # to argon2id with the app's own profile (the test one here)
+        assert after.startswith("$argon2id$v=19$m=8,t=1,p=1$")
+        assert log_in(client, "email", "susan@example.com").status_code == 200
+    else:
+        assert after == stored
+
+
+def test_a_missing_or_unknown_hash_refuses_the_login(make_host: Callable[..., Host]) -> None:
+    host = make_host(check_password=False)
+    host.add_user("susan", password_hash="md5$abc$def")
+    host.add_user("bob")
+    with host.app.app_context():
+        host.db.session.execute(
+            sa.update(host.User).filter_by(username="bob").values(password_hash=None)
+        )
+        host.db.session.commit()
+    client = host.app.test_client()
+    assert log_in(client, "username", "susan").status_code == 401
+    assert log_in(client, "username", "bob").status_code == 401
+
+
+# --- timing (threat: telling known logins from unknown ones) --------------------------------
+
+TIMING_ROUNDS = 9
+
+
+def failed_login_seconds(client: FlaskClient, username: str) -> float:
+    started = time.perf_counter()
+    response = log_in(client, "username", username, "wrong password")
+    elapsed = time.perf_counter() - started
+    assert (response.status_code, response.json["error"]) == (401, "invalid_grant")
+    return elapsed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check_password", [True, False], ids=["check_password", "stored-hash"])
+def test_an_unknown_login_costs_as_much_as_a_wrong_password(
+    make_host: Callable[..., Host], database_url: str, check_password: bool
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the padding is the database's business nowhere: SQLite shows it")
+    host = make_host(check_password=check_password)
+    host.add_user("susan", password_hash=generate_password_hash(PASSWORD, "scrypt"))
+    client = host.app.test_client()
+    known, unknown = [], []
+    for _ in range(TIMING_ROUNDS):  # interleaved: load on a shared machine hits both alike
+        known.append(failed_login_seconds(client, "susan"))
+        unknown.append(failed_login_seconds(client, "nobody"))
+    ratio = statistics.median(unknown) / statistics.median(known)
+    # Without the padding, an unknown login skips werkzeug's scrypt: about 0.05.
+    assert 0.7 < ratio < 1.4, (ratio, known, unknown)
+
+
+def test_the_openapi_document_shows_the_hosts_login_fields(host: Host) -> None:
+    document = host.app.test_client().get("/auth/openapi.json").json
+    assert "/auth/register" not in document["paths"]
+    assert "/auth/password" not in document["paths"]
+    login = document["paths"]["/auth/login"]["post"]["requestBody"]["content"]
+    schema = login["application/json"]["schema"]
+    assert schema["oneOf"] == [{"required": ["username"]}, {"required": ["email"]}]
+    assert set(document["components"]["schemas"]["User"]["properties"]) == {
+        "id",
+        "role",
+        "username",
+        "email",
+    }
