@@ -716,3 +716,61 @@ def test_the_openapi_document_shows_the_hosts_login_fields(host: Host) -> None:
         "username",
         "email",
     }
+
+
+def test_a_user_model_the_extension_cannot_use_is_refused_at_init_app(database_url: str) -> None:
+    def init(model: Any, login_fields: tuple[str, ...] = ("email",)) -> None:
+        db = SQLAlchemy()
+        host_model(db, "integer")
+        app = Flask("refused")
+        app.config.update(SECRET_KEY=SECRET, TESTING=True, SQLALCHEMY_DATABASE_URI=database_url)
+        db.init_app(app)
+        AuthManager(db=db, user_model=model, login_fields=login_fields).init_app(app)
+
+    with pytest.raises(RuntimeError, match=r"no model of that name is mapped on db\.Model"):
+        init("Member")
+    with pytest.raises(RuntimeError, match="'nickname' is not a mapped column of User"):
+        init("User", ("email", "nickname"))
+    with pytest.raises(TypeError, match="login_fields takes a list"):
+        AuthManager(db=SQLAlchemy(), user_model="User", login_fields="email")
+    with pytest.raises(TypeError, match="login_fields needs user_model"):
+        AuthManager(db=SQLAlchemy(), login_fields=("username",))
+
+
+def test_user_json_shapes_what_the_api_shows_of_a_host_user(database_url: str) -> None:
+    db = SQLAlchemy()
+    User = host_model(db, "integer")
+    api_auth = AuthManager(
+        db=db,
+        user_model=User,
+        login_fields=("username",),
+        user_json=lambda user: {"id": user.id, "name": user.username.title()},
+    )
+    app = Flask("shaped")
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        AUTH_ARGON2_PROFILE="test",
+        AUTH_RATELIMIT_ENABLED=False,
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
+    )
+    db.init_app(app)
+    api_auth.init_app(app)
+    with app.app_context():
+        db.create_all()
+        db.session.add(
+            User(
+                username="susan",
+                email="s@example.com",
+                password_hash=generate_password_hash(PASSWORD),
+            )
+        )
+        db.session.commit()
+    try:
+        body = log_in(app.test_client(), "username", "susan").json
+        assert body["user"] == {"id": 1, "name": "Susan"}
+    finally:
+        with app.app_context():
+            db.drop_all()
+            db.engine.dispose()
