@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy import select
 from sqlalchemy import update
 
 from . import audit
@@ -56,6 +57,7 @@ def revoke_all_sessions(
 
     `current_session_id` names, in the audit trail, the session the request came from.
     """
+    _lock_user(state, user_id)
     return _revoke_record_commit(
         state,
         sa.true(),
@@ -79,6 +81,7 @@ def revoke_other_sessions(
 ) -> int:
     """Revoke every live session of the user but `keep_session_id` (named in the audit trail
     as the session the request came from); the count. Records the event always. Commits."""
+    _lock_user(state, user_id)
     return _revoke_record_commit(
         state,
         state.tables.AuthSession.id != keep_session_id,
@@ -89,6 +92,17 @@ def revoke_other_sessions(
         now=now,
         record_none=True,
     )
+
+
+def _lock_user(state: AuthState, user_id: UserKey) -> None:
+    """Lock the user's row before its sessions, in the order a refresh takes them.
+
+    Threat: a login in flight outliving a revocation of every session, as an UPDATE sees only
+    the sessions committed when it runs. A login holds the user row shared from its last
+    check to its commit: the revocation waits for it and then sees its session.
+    """
+    users = state.users
+    state.session.execute(select(users.key).where(users.key == user_id).with_for_update())
 
 
 def _revoke_record_commit(

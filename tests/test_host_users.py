@@ -774,3 +774,54 @@ def test_user_json_shapes_what_the_api_shows_of_a_host_user(database_url: str) -
         with app.app_context():
             db.drop_all()
             db.engine.dispose()
+
+
+def test_revoke_sessions_ends_a_login_that_was_in_flight(
+    make_host: Callable[..., Host], database_url: str
+) -> None:
+    """A login paused between its last check (the user row read under a shared lock) and its
+    commit: the host's revoke_sessions waits for it, and its session is revoked too."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite serialises writers: the login holds the database until it commits")
+    host = make_host("integer")
+    key = host.add_user("susan")
+    with host.app.app_context():
+        engine = host.db.engine
+    checked, release = threading.Event(), threading.Event()
+    login_thread: list[threading.Thread] = []
+
+    def pause_after_the_check(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        shared = "FOR SHARE" in statement or "LOCK IN SHARE MODE" in statement
+        if shared and threading.current_thread() in login_thread:
+            checked.set()
+            release.wait(timeout=30)
+
+    answers: dict[str, Any] = {}
+
+    def log_in_susan() -> None:
+        answers["login"] = log_in(host.app.test_client(), "username", "susan")
+
+    def revoke() -> None:
+        with host.app.test_request_context():
+            user = host.db.session.get(host.User, key)
+            answers["revoked"] = host.api_auth.revoke_sessions(user)
+
+    sa.event.listen(engine, "after_cursor_execute", pause_after_the_check)
+    try:
+        login_thread.append(threading.Thread(target=log_in_susan))
+        login_thread[0].start()
+        assert checked.wait(timeout=30)
+        revoker = threading.Thread(target=revoke)
+        revoker.start()
+        revoker.join(timeout=1)
+        assert revoker.is_alive()  # waiting for the login's commit
+        release.set()
+        login_thread[0].join(timeout=30)
+        revoker.join(timeout=30)
+    finally:
+        release.set()
+        sa.event.remove(engine, "after_cursor_execute", pause_after_the_check)
+    assert answers["login"].status_code == 200
+    assert answers["revoked"] == 1
+    access_token = answers["login"].json["access_token"]
+    assert host.app.test_client().get("/profile", headers=bearer(access_token)).status_code == 401
