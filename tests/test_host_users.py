@@ -166,6 +166,7 @@ def make_host(database_url: str) -> Iterator[Callable[..., Host]]:
     def make(key_kind: str = "integer", **options: Any) -> Host:
         host = Host(database_url, key_kind, **options)
         with host.app.app_context():
+            host.db.drop_all()  # the reference service's auth tables, left by other modules
             host.db.create_all()
         made.append(host)
         return host
@@ -398,6 +399,7 @@ def test_a_python_is_active_property_is_honoured_at_login_and_refresh(
     db.init_app(app)
     api_auth.init_app(app)
     with app.app_context():
+        db.drop_all()  # the reference service's auth tables, left by other modules
         db.create_all()
         db.session.add_all(
             [
@@ -721,11 +723,12 @@ def test_the_openapi_document_shows_the_hosts_login_fields(host: Host) -> None:
 def test_a_user_model_the_extension_cannot_use_is_refused_at_init_app(database_url: str) -> None:
     def init(model: Any, login_fields: tuple[str, ...] = ("email",)) -> None:
         db = SQLAlchemy()
-        host_model(db, "integer")
+        user_class = host_model(db, "integer")  # kept: the registry holds its classes weakly
         app = Flask("refused")
         app.config.update(SECRET_KEY=SECRET, TESTING=True, SQLALCHEMY_DATABASE_URI=database_url)
         db.init_app(app)
         AuthManager(db=db, user_model=model, login_fields=login_fields).init_app(app)
+        del user_class
 
     with pytest.raises(RuntimeError, match=r"no model of that name is mapped on db\.Model"):
         init("Member")
@@ -758,6 +761,7 @@ def test_user_json_shapes_what_the_api_shows_of_a_host_user(database_url: str) -
     db.init_app(app)
     api_auth.init_app(app)
     with app.app_context():
+        db.drop_all()  # the reference service's auth tables, left by other modules
         db.create_all()
         db.session.add(
             User(
