@@ -171,7 +171,7 @@ def _single_key(model: type[Any], mapper: Any) -> tuple[sa.Column[Any]]:
     if len(columns) != 1:
         raise RuntimeError(
             f"AuthManager(user_model={model.__name__}): the model needs a primary key of one "
-            "column (integer, UUID or string); it has {len(columns)}."
+            f"column (integer, UUID or string); it has {len(columns)}."
         )
     return (columns[0],)
 
