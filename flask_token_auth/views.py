@@ -1,4 +1,4 @@
-"""The routes of CONTRACT.md section 4: parse input, call a use case, shape the response."""
+"""The routes of docs/http-api.md: parse input, call a use case, shape the response."""
 
 from __future__ import annotations
 

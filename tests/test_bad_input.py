@@ -1,5 +1,5 @@
 """Values no account can hold are a 400 on every database, never a 5xx, and change nothing
-(CONTRACT.md section 4). Explicit cases first, then properties over every field and path."""
+(docs/http-api.md#input). Explicit cases first, then properties over every field and path."""
 
 from __future__ import annotations
 

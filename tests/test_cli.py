@@ -1,4 +1,4 @@
-"""`flask auth ...` (CONTRACT.md section 6): exit codes, exact output and database state."""
+"""`flask auth ...` (docs/operations.md#command-line): exit codes, exact output, database state."""
 
 from __future__ import annotations
 

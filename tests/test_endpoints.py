@@ -1,4 +1,4 @@
-"""The HTTP contract of CONTRACT.md sections 3 and 4, endpoint by endpoint.
+"""The HTTP contract of docs/http-api.md and docs/tokens.md, endpoint by endpoint.
 
 Every rejected request is also shown to leave the database as it was. Rotation, reuse and
 grace are covered in depth elsewhere; here only the endpoints' shape and effects.

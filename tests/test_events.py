@@ -1,5 +1,5 @@
 """Security events reach operators once committed: a log line, a blinker signal, metrics
-(CONTRACT.md section 7); never a token, a password or a hash in any of them."""
+(docs/operations.md#operating-it); never a token, a password or a hash in any of them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signing keys and access-token verification (CONTRACT.md sections 3 and 5)."""
+"""Signing keys and access-token verification (docs/tokens.md, docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Requests that race each other over HTTP, on every database (CONTRACT.md section 3):
+"""Requests that race each other over HTTP, on every database (docs/tokens.md):
 a revocation and a refresh of the same session, a password change and a login in flight."""
 
 from __future__ import annotations
