@@ -17,14 +17,14 @@ from flask_token_auth import engine_options
 
 from .routes import demo
 
-__all__ = ["auth", "create_app", "db", "migrate"]
+__all__ = ["api_auth", "create_app", "db", "migrate"]
 
 MIGRATIONS_DIRECTORY = str(Path(__file__).resolve().parent.parent / "migrations")
 
 db = SQLAlchemy()
 migrate = Migrate()
 # The service is an API: every error page, not only the auth routes', is JSON.
-auth = AuthManager(db=db, json_errors=True)
+api_auth = AuthManager(db=db, json_errors=True)
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -38,6 +38,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         configure_sqlite(db.engine)
     migrate.init_app(app, db, directory=MIGRATIONS_DIRECTORY, render_as_batch=True)
-    auth.init_app(app)
+    api_auth.init_app(app)
     app.register_blueprint(demo)
     return app

@@ -35,7 +35,7 @@ def hello() -> Response:
 @demo.get("/api/stateless")
 @auth_required(stateless=True)
 def hello_stateless() -> Response:
-    """The signature only, no session query: still answers after a logout (see README)."""
+    """The signature only, no session query: still answers after a logout (see docs/tokens.md)."""
     return jsonify(message=f"hello, user {current_claims.user_id}")
 
 

@@ -2,7 +2,7 @@
 protected `/api/hello`, the stateless `/api/stateless`, and the unprotected `/healthz`.
 
 A host that keeps no Flask session: the secret goes to AUTH_JWT_SECRET_KEY, and SECRET_KEY
-stays unset, so Flask opens no cookie session on each request (see the README's benchmarks).
+stays unset, so Flask opens no cookie session on each request (see bench/results.md).
 Its tables come from `flask db upgrade`, which the bench runs first.
 """
 

@@ -1,4 +1,4 @@
-"""The tables of the README's storage section. Plain data: the use cases live elsewhere.
+"""The tables of the extension (docs/architecture.md). Plain data: the use cases live elsewhere.
 
 `users` is the built-in user table. The session, refresh-token and event tables are declared
 once as column sets; `AuthTables` maps them either beside `users` (the default) or, for a host

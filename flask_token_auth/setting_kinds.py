@@ -39,7 +39,7 @@ class Kind:
         return text
 
     def show(self, default: Any) -> str:
-        """How the README shows the default."""
+        """How the configuration reference shows the default."""
         return "none" if default in (None, (), frozenset()) else f"`{default}`"
 
 

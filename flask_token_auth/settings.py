@@ -1,7 +1,7 @@
 """Every AUTH_* key, declared once: its default, how it is checked and read, and what it means.
 
 `AuthSettings` is the table: each field is one key (`AUTH_` + the field name in capitals).
-Validation (`from_config`), environment parsing (`settings_from_environment`) and the README's
+Validation (`from_config`), environment parsing (`settings_from_environment`) and the
 configuration reference (`reference_table`) are all derived from it.
 """
 
@@ -41,7 +41,8 @@ PREFIX = "AUTH_"
 
 
 def setting(default: Any, kind: Kind, doc: str, *, shown: str | None = None) -> Any:
-    """Declare one key: its default, its kind, a one-line `doc` and how the README `shown`s it."""
+    """Declare one key: its default, its kind, a one-line `doc`, and how the reference `shown`s
+    it."""
     return dataclasses.field(
         default=default,
         repr=not kind.secret,
@@ -211,7 +212,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def reference_table() -> str:
-    """The README's configuration reference, one row per key."""
+    """The configuration reference (docs/configuration.md), one row per key."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     for key, field in declared_settings():
         shown = field.metadata["shown"] or field.metadata["kind"].show(field.default)

@@ -1309,7 +1309,7 @@ def test_a_stateless_route_asks_no_database_and_outlives_a_logout(
 
     assert client.post("/auth/logout", headers=bearer(access)).status_code == 204
     assert client.get("/api/hello", headers=bearer(access)).status_code == 401
-    # The trade-off the README states: the signature alone says nothing of the logout.
+    # The trade-off docs/tokens.md states: the signature alone says nothing of the logout.
     assert client.get("/api/stateless", headers=bearer(access)).status_code == 200
     forged = client.get("/api/stateless", headers=bearer(access[:-4] + "AAAA"))
     assert (forged.status_code, forged.json["error"]) == (401, "invalid_token")

@@ -1,4 +1,4 @@
-"""Refresh-token rotation, reuse detection, the grace window and concurrency (CONTRACT 3)."""
+"""Refresh-token rotation, reuse detection, the grace window and concurrency (docs/tokens.md)."""
 
 from __future__ import annotations
 
