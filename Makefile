@@ -1,12 +1,15 @@
-# `make run` serves the reference app; `make test` runs lint, types and the whole suite.
+# `make run` serves the reference app; `make test` runs lint, types and the whole suite;
+# `make floors` runs the suite at the lowest supported releases.
 PYTHON ?= python3
+# The floors are tested on the lowest Python supported.
+FLOORS_PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WORKERS ?= 2
 export FLASK_APP := wsgi
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest floors bench clean
 
 $(BIN)/pip:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -19,9 +22,11 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/pip
 	$(BIN)/pip install --quiet -e '.[postgres,mysql,redis,metrics,server]'
 	@touch $@
 
-# The same, plus the test and lint tools.
+# Every extra, plus the dev group of pyproject.toml (test and lint tools; pip 25.1 reads groups).
+EXTRAS := postgres,mysql,redis,metrics,server,client,bcrypt
 $(VENV)/.installed: pyproject.toml | $(BIN)/pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet 'pip>=25.1'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]' --group dev
 	@touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed
@@ -48,6 +53,22 @@ pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The suite at tests/floors.txt (pip constraints), in a virtualenv made anew in a temporary
+# directory, in about 5 minutes: on every database, and the tests marked slow (gunicorn, the
+# clients, races) on SQLite alone (`-k` matches markers too); not the browser tests, nor those
+# that build the wheel and install the newest releases.
+FLOORS_SELECTION := -k 'not slow or not (postgresql or mariadb)' --ignore=tests/test_browser.py \
+	--ignore=tests/test_packaging.py --ignore-glob='tests/test_wheel_host*.py'
+floors:
+	@$(FLOORS_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "the floors need Python 3.11 or newer (set FLOORS_PYTHON)"; exit 1; }
+	@floors_venv=$$(mktemp -d) && trap 'rm -rf "$$floors_venv"' EXIT \
+		&& $(FLOORS_PYTHON) -m venv "$$floors_venv" \
+		&& "$$floors_venv/bin/python" -m pip install --quiet --upgrade 'pip>=25.1' \
+		&& "$$floors_venv/bin/pip" install --quiet -c tests/floors.txt \
+			-e '.[$(EXTRAS)]' --group test \
+		&& "$$floors_venv/bin/pytest" $(FLOORS_SELECTION) $(PYTEST_ARGS)
 
 # wrk from Debian's packages drives the bench; Flask-JWT-Extended, compared against, goes into
 # the bench environment only. SQLite always; PostgreSQL and MariaDB when BENCH_POSTGRES_URL and

@@ -1,4 +1,4 @@
-"""`flask auth ...` (docs/operations.md#command-line): exit codes, exact output, database state."""
+"""`flask auth ...` (docs/operations.md#command-line): exit codes, output, database state."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def test_the_readme_host_installs_migrates_and_serves(
         (host_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (host_dir / name).write_text(code)
     *setup, serve_line = [line for line in shell.splitlines() if line.strip()]
-    script = "\n".join(setup).replace('"flask-token-auth[', f'"{wheel}[')
+    script = "\n".join(setup).replace('"../flask-token-auth[', f'"{wheel}[')
     env = {key: value for key, value in os.environ.items() if not key.startswith("AUTH_")}
     env.update(PATH=f"{venv / 'bin'}:{env['PATH']}", DATABASE_URL=host_database)
     env.pop("PYTHONPATH", None)

@@ -179,7 +179,7 @@ def blog_venv(venv: Path, wheel: Path) -> Path:  # noqa: F811 (the imported fixt
     _, shell = readme_blog()
     (install,) = [line for line in shell.splitlines() if line.startswith("pip install ")]
     run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", *HOST_PACKAGES])
-    script = install.replace('"flask-token-auth[', f'"{wheel}[')
+    script = install.replace('"../flask-token-auth[', f'"{wheel}[')
     run(["bash", "-euo", "pipefail", "-c", script], env=venv_env(venv))
     return venv
 
