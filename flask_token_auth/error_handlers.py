@@ -62,10 +62,7 @@ def render_auth_error(error: AuthError) -> Response:
         response.headers["Retry-After"] = str(error.retry_after)
     if error.clears_cookies:
         clear_token_cookies(response, auth_state())
-    response.headers["Cache-Control"] = "no-store"
-    # Threat: a browser sniffing a JSON answer into HTML or script (on the host's routes too).
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return _with_our_headers(response)
 
 
 def render_http_exception(error: HTTPException) -> Response:
@@ -95,6 +92,16 @@ def render_unexpected_error(error: Exception) -> Response:
     logger.error("unhandled %s", type(error).__name__, exc_info=error)
     response = jsonify(error="server_error", error_description="an unexpected error occurred")
     response.status_code = 500
+    return _with_our_headers(response)
+
+
+def _with_our_headers(response: Response) -> Response:
+    """`response` with `no-store` and `nosniff`, set here rather than left to the blueprint's
+    hook: these answers are ours on the host's routes too, and on any path that skips it."""
+    # Threat: an answer about credentials kept by a shared cache or the browser's history.
+    response.headers["Cache-Control"] = "no-store"
+    # Threat: a browser sniffing a JSON answer into HTML or script.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

@@ -79,7 +79,7 @@ class AuthSettings:
     jwt_issuer: str = setting("flask-token-auth", Text(), "`iss` claim written and required")
     jwt_audience: str = setting("flask-token-auth", Text(), "`aud` claim written and required")
     jwt_leeway: timedelta = setting(
-        timedelta(0), Duration(allow_zero=True), "clock skew tolerated on `exp` and `iat`"
+        timedelta(0), Duration(allow_zero=True), "clock skew tolerated on `exp`, `iat` and `nbf`"
     )
     access_token_ttl: timedelta = setting(
         timedelta(minutes=15), Duration(), "lifetime of an access token"

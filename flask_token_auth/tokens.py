@@ -26,6 +26,12 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, not a secret)
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "exp", "role")
 # Threat: parsing cost and header smuggling through giant tokens.
 MAX_ACCESS_TOKEN_LENGTH = 8192
+# Threat: stack exhaustion (JSON nested past the recursion limit) and parsing cost in the header,
+# which is read before any signature check. Ours is about 100 characters.
+MAX_HEADER_SEGMENT_LENGTH = 1024
+# Threat: timestamps no clock reaches (`exp` of 10**400) overflowing the lifetime arithmetic:
+# `iat`, `exp` and `nbf` lie between 1970 and the last second of 9999, as a datetime does.
+MAX_TIMESTAMP = 253_402_300_799
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 REFRESH_TOKEN_BYTES = 32
 _REFRESH_TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -69,6 +75,8 @@ class AccessClaims:
     token_id: str
     issued_at: int
     expires_at: int
+    #: `nbf`, if the token has one (ours never do).
+    not_before: int | None = None
 
 
 def issue_access_token(
@@ -175,17 +183,18 @@ def signed_access_claims(
                 "verify_nbf": False,
             },
         )
-    except jwt.InvalidTokenError:
+    except (jwt.InvalidTokenError, RecursionError):  # PyJWT 2.10 lets a deep payload's out
         raise InvalidToken("the access token is invalid") from None
     # Threat: a different kind of JWT signed with the same key passed off as an access token.
     if str(decoded["header"].get("typ", "")).lower() != ACCESS_TOKEN_TYPE:
         raise InvalidToken("the token is not an access token")
     claims = decoded["payload"]
-    expires_at, issued_at = claims["exp"], claims["iat"]
+    expires_at, issued_at, not_before = claims["exp"], claims["iat"], claims.get("nbf")
     subject, session_id = claims["sub"], claims["sid"]
     if not (
-        _is_int(expires_at)
-        and _is_int(issued_at)
+        _is_timestamp(expires_at)
+        and _is_timestamp(issued_at)
+        and (not_before is None or _is_timestamp(not_before))
         and isinstance(subject, str)
         and isinstance(session_id, str)
         and is_session_id(session_id)
@@ -193,6 +202,11 @@ def signed_access_claims(
         and isinstance(claims["role"], str)
     ):
         raise InvalidToken("the access token is invalid")
+    # Threat: a token living longer than any we issue (minted elsewhere with our key, or
+    # before the TTL was shortened) staying valid after every token of ours has expired.
+    longest = settings.access_token_ttl.total_seconds() + settings.jwt_leeway.total_seconds()
+    if expires_at - issued_at > longest:
+        raise InvalidToken("the access token lives longer than this server issues")
     try:
         user_id = parse_subject(subject)
     except ValueError:
@@ -204,33 +218,42 @@ def signed_access_claims(
         token_id=claims["jti"],
         issued_at=issued_at,
         expires_at=expires_at,
+        not_before=not_before,
     )
 
 
 def check_lifetime(claims: AccessClaims, *, settings: AuthSettings, now: datetime) -> AccessClaims:
-    """`claims` if valid at `now`, give or take the leeway; raises InvalidToken."""
+    """`claims` if valid at `now` (`exp`, `iat` and `nbf`), give or take the leeway; raises
+    InvalidToken."""
     leeway = settings.jwt_leeway.total_seconds()
     timestamp = now.timestamp()
     if timestamp >= claims.expires_at + leeway:
         raise InvalidToken("the access token has expired")
-    if claims.issued_at > timestamp + leeway:
+    if claims.issued_at > timestamp + leeway or (
+        claims.not_before is not None and claims.not_before > timestamp + leeway
+    ):
         raise InvalidToken("the access token is not valid yet")
     return claims
 
 
 def _kid_of(token: str) -> object:
     """The `kid` of the token's header, read from that segment alone (the signature check that
-    follows parses the whole token once; PyJWT's own header reader would do it twice)."""
-    segment = token.split(".", 1)[0]
+    follows parses the whole token once; PyJWT's own header reader would do it twice).
+    Raises InvalidToken if the segment is longer than MAX_HEADER_SEGMENT_LENGTH or unreadable."""
+    end = token.index(".")
+    if end > MAX_HEADER_SEGMENT_LENGTH:
+        raise InvalidToken("the access token's header is too large")
+    segment = token[:end]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except ValueError:  # bad base64, bad UTF-8, bad JSON
+    except (ValueError, RecursionError):  # bad base64, UTF-8 or JSON; nesting past the stack
         raise InvalidToken("the access token is malformed") from None
     return header.get("kid") if isinstance(header, dict) else None
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_timestamp(value: object) -> bool:
+    """An int (not a bool) in 0..MAX_TIMESTAMP."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIMESTAMP
 
 
 def new_refresh_token() -> str:
