@@ -1,8 +1,8 @@
 """Configuration of the reference service, read from the environment when `create_app` runs.
 
-`DATABASE_URL`, `SECRET_KEY`, `SECRET_KEY_FALLBACKS` and every AUTH_* key of the extension can
-be set by the environment variable of the same name: durations in seconds, booleans
-`true`/`false`, lists comma-separated.
+`DATABASE_URL`, `SECRET_KEY`, `SECRET_KEY_FALLBACKS`, `TRUSTED_HOSTS` and every AUTH_* key of
+the extension can be set by the environment variable of the same name: durations in seconds,
+booleans `true`/`false`, lists comma-separated.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ INSTANCE = Path(__file__).resolve().parent / "instance"
 SECRET_KEY_FILE = INSTANCE / "secret_key"
 # Threat: memory exhaustion by huge bodies; the API takes small JSON objects only.
 MAX_CONTENT_LENGTH = 64 * 1024
+# Threat: DNS rebinding. The names the service answers to, and so its own origins for the
+# Origin check; Flask 3.1 also refuses any other Host (400). `make run` serves 127.0.0.1.
+DEFAULT_TRUSTED_HOSTS = "localhost,127.0.0.1"
 
 
 def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
@@ -29,9 +32,14 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "SECRET_KEY_FALLBACKS": [
             key for key in environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key
         ],
+        "TRUSTED_HOSTS": _names(environ.get("TRUSTED_HOSTS", DEFAULT_TRUSTED_HOSTS)),
         "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
         **settings_from_environment(environ),
     }
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _secret_key(environ: Mapping[str, str]) -> str | None:

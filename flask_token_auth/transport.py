@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask import Flask
 from flask import jsonify
 from flask import request
 from flask import Response
 from flask_cors import CORS
+from werkzeug.sansio.utils import host_is_trusted
 
 from .errors import CsrfFailed
 from .errors import InvalidRequest
@@ -32,6 +35,7 @@ CSRF_HEADER = "X-CSRF-Token"
 TRANSPORT_HEADER = "X-Token-Transport"
 MAX_USER_AGENT_LENGTH = 512
 CORS_MAX_AGE_SECONDS = 600
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def client_info() -> ClientInfo:
@@ -110,25 +114,94 @@ def allow_trusted_origins(app: Flask, settings: AuthSettings) -> None:
 
 
 def check_origin(state: AuthState) -> None:
-    """403 csrf_failed for a request whose Origin is neither ours nor trusted.
+    """403 csrf_failed for a request whose Origin is neither the app's own nor trusted.
 
-    Threat: a cross-site page driving a state-changing request (CSRF, login CSRF, or a forced
-    logout that clears cookies even when no cookie was sent). Clients that send no Origin
-    (native apps, curl) pass.
+    The app's own origins are its configured hosts (`configured_hosts`) on the request's
+    scheme, never the host the request names. Threats: a cross-site page driving a
+    state-changing request (CSRF, login CSRF, or a forced logout that clears cookies even when
+    no cookie was sent), and a page on a rebound name (DNS rebinding), whose requests name its
+    own host. Clients that send no Origin (native apps, curl) pass.
     """
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin.rstrip("/") in state.settings.trusted_origins:
         return
-    own = urlsplit(request.host_url)
-    own_origin = f"{own.scheme}://{own.netloc}"
-    if origin.rstrip("/") not in state.settings.trusted_origins | {own_origin}:
-        # Names what it saw and the fix: behind a proxy that rewrites Host, the app's own
-        # origin is not the browser's until ProxyFix (x_host, x_proto) says so.
-        shown = origin if is_storable(origin) and origin.isprintable() else "?"
-        raise CsrfFailed(
-            f"requests from the origin {shown[:200]} are not allowed (this app's own origin is "
-            f"{own_origin}); list it in AUTH_TRUSTED_ORIGINS, or behind a proxy apply ProxyFix"
+    hosts = configured_hosts(current_app.config)
+    if not _is_own_origin(origin, hosts):
+        raise CsrfFailed(_origin_refusal(origin, hosts))
+
+
+def configured_hosts(config: Mapping[str, Any]) -> list[str]:
+    """The hosts the app serves by its configuration: Flask's TRUSTED_HOSTS (read here under
+    Flask 3.0 too, which ignores it) and SERVER_NAME, read at each request as Flask reads them.
+    Entries are `host[:port]`; `.example.com` also admits every subdomain."""
+    trusted = config.get("TRUSTED_HOSTS") or []
+    hosts = [trusted] if isinstance(trusted, str) else list(trusted)
+    server_name = config.get("SERVER_NAME")
+    return [*hosts, server_name] if server_name else hosts
+
+
+def _is_own_origin(origin: str, hosts: list[str]) -> bool:
+    """Whether `origin` is one of `hosts` on this request's scheme, at the port its entry
+    names, else at the port this request came to."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:  # a port that is not one
+        return False
+    if (
+        parts.scheme != request.scheme
+        or not parts.hostname
+        or "@" in parts.netloc
+        or origin.rstrip("/") != f"{parts.scheme}://{parts.netloc}"
+    ):
+        return False
+    default_port = DEFAULT_PORTS.get(parts.scheme)
+    # A rebound page targets our port anyway: only the name sets it apart, and the name must
+    # come from the configuration. The port tells apart another service on one of our names.
+    request_port = _port_in(request.host) or default_port
+    origin_port = default_port if port is None else port
+    hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    for host in hosts:
+        _, has_port, port_text = host.partition(":")  # as Werkzeug splits a trusted host
+        if has_port and not (port_text.isascii() and port_text.isdigit()):
+            continue
+        if origin_port == (int(port_text) if has_port else request_port) and host_is_trusted(
+            hostname, [host]
+        ):
+            return True
+    return False
+
+
+def _port_in(host: str) -> int | None:
+    """The port a `host[:port]` names, None if none (or none that is a port)."""
+    try:
+        return urlsplit(f"//{host}").port
+    except ValueError:
+        return None
+
+
+def _origin_refusal(origin: str, hosts: list[str]) -> str:
+    """What a refused Origin is told: what the app compared it with, and how to admit it."""
+    refused = f"requests from the origin {_shown(origin)} are not allowed"
+    if not hosts:
+        return (
+            f"{refused}: this app names no host of its own to compare it with; set TRUSTED_HOSTS "
+            "(or SERVER_NAME) to the host names it serves, or list the origin in "
+            "AUTH_TRUSTED_ORIGINS"
         )
+    # Behind a proxy that rewrites Host, the origin here is not the browser's until ProxyFix
+    # (x_host, x_proto) says so: the message shows which one the app saw.
+    here = f"{request.scheme}://{request.host}"
+    if _is_own_origin(here, hosts):
+        seen = f"this app's own origin here is {_shown(here)}"
+    else:
+        seen = f"the host {_shown(request.host)} is not in TRUSTED_HOSTS or SERVER_NAME"
+    return f"{refused} ({seen}); list it in AUTH_TRUSTED_ORIGINS, or behind a proxy apply ProxyFix"
+
+
+def _shown(text: str) -> str:
+    """Request text fit to echo in an error description."""
+    return text[:200] if is_storable(text) and text.isprintable() else "?"
 
 
 def _check_csrf(state: AuthState, refresh_token: str) -> None:
