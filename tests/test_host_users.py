@@ -79,6 +79,38 @@ def key_kind(request: pytest.FixtureRequest, database_url: str) -> str:
     return kind
 
 
+def configured_app(
+    db: SQLAlchemy, api_auth: AuthManager, database_url: str, **config: Any
+) -> Flask:
+    """A bare Flask app on `database_url`, with `db` and `api_auth` set up as a host does."""
+    app = Flask("host")
+    app.config.update(
+        SECRET_KEY=SECRET,
+        TESTING=True,
+        AUTH_ARGON2_PROFILE="test",
+        AUTH_COOKIE_SECURE=True,
+        AUTH_RATELIMIT_ENABLED=False,
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
+        **config,
+    )
+    db.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+    api_auth.init_app(app)
+    return app
+
+
+def app_with_tables(db: SQLAlchemy, api_auth: AuthManager, database_url: str) -> Flask:
+    """`configured_app` with `db`'s tables made anew (the reference service's auth tables,
+    left by other modules, dropped first)."""
+    app = configured_app(db, api_auth, database_url)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
 class Host:
     """A bare Flask app with its own users, its routes, and the extension as `api_auth`."""
 
@@ -95,21 +127,7 @@ class Host:
         self.User = host_model(db, key_kind, check_password=check_password)
         self.key_kind = key_kind
         self.api_auth = AuthManager(db=db, user_model="User", login_fields=login_fields)
-        self.app = app = Flask("host")
-        app.config.update(
-            SECRET_KEY=SECRET,
-            TESTING=True,
-            AUTH_ARGON2_PROFILE="test",
-            AUTH_COOKIE_SECURE=True,
-            AUTH_RATELIMIT_ENABLED=False,
-            SQLALCHEMY_DATABASE_URI=database_url,
-            SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
-            **config,
-        )
-        db.init_app(app)
-        with app.app_context():
-            configure_sqlite(db.engine)
-        self.api_auth.init_app(app)
+        self.app = configured_app(db, self.api_auth, database_url, **config)
         self.routes()
 
     def routes(self) -> None:
@@ -386,21 +404,10 @@ def test_a_python_is_active_property_is_honoured_at_login_and_refresh(
         def check_password(self, password: str) -> bool:
             return check_password_hash(self.password_hash, password)
 
-    api_auth = AuthManager(db=db, user_model=Member, login_fields=("email",))
-    app = Flask("member-host")
-    app.config.update(
-        SECRET_KEY=SECRET,
-        TESTING=True,
-        AUTH_ARGON2_PROFILE="test",
-        AUTH_RATELIMIT_ENABLED=False,
-        SQLALCHEMY_DATABASE_URI=database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
+    app = app_with_tables(
+        db, AuthManager(db=db, user_model=Member, login_fields=("email",)), database_url
     )
-    db.init_app(app)
-    api_auth.init_app(app)
     with app.app_context():
-        db.drop_all()  # the reference service's auth tables, left by other modules
-        db.create_all()
         db.session.add_all(
             [
                 Member(email="ok@example.com", password_hash=generate_password_hash(PASSWORD)),
@@ -749,20 +756,8 @@ def test_user_json_shapes_what_the_api_shows_of_a_host_user(database_url: str) -
         login_fields=("username",),
         user_json=lambda user: {"id": user.id, "name": user.username.title()},
     )
-    app = Flask("shaped")
-    app.config.update(
-        SECRET_KEY=SECRET,
-        TESTING=True,
-        AUTH_ARGON2_PROFILE="test",
-        AUTH_RATELIMIT_ENABLED=False,
-        SQLALCHEMY_DATABASE_URI=database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=engine_options(database_url),
-    )
-    db.init_app(app)
-    api_auth.init_app(app)
+    app = app_with_tables(db, api_auth, database_url)
     with app.app_context():
-        db.drop_all()  # the reference service's auth tables, left by other modules
-        db.create_all()
         db.session.add(
             User(
                 username="susan",
