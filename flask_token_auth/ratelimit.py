@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import urllib.parse
 
 from limits import parse
 from limits import RateLimitItem
@@ -16,17 +17,44 @@ from .errors import TemporarilyUnavailable
 
 logger = logging.getLogger(__name__)
 
+#: Seconds to open a connection to a Redis store (threat: a Redis that accepts no connection
+#: holding every login and refresh thread, and with them the workers' other routes).
+REDIS_CONNECT_TIMEOUT = 0.1
+#: Seconds to wait for each Redis answer (threat: a Redis that accepts but never answers
+#: holding every login and refresh thread; redis-py 5 waits for ever, later releases 5 s).
+REDIS_READ_TIMEOUT = 0.1
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
+
+
+def storage_options(storage_uri: str) -> dict[str, float]:
+    """Connection options `limits` passes on to redis-py for `storage_uri`.
+
+    Short timeouts for a Redis URI, none for any other store; a timeout the URI already sets
+    in its query (`?socket_timeout=0.5`) is left to it.
+    """
+    parts = urllib.parse.urlsplit(storage_uri)
+    if parts.scheme not in REDIS_SCHEMES:
+        return {}
+    defaults = {
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "socket_timeout": REDIS_READ_TIMEOUT,
+    }
+    in_uri = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+    return {name: value for name, value in defaults.items() if name not in in_uri}
+
 
 class RateLimits:
     """Named limits, e.g. {"login": "20/minute"}, counted in storage shared by `storage_uri`.
 
-    `memory://` counts per process; give several workers or hosts one `redis://` URI.
+    `memory://` counts per process; give several workers or hosts one `redis://` URI, reached
+    with the timeouts of `storage_options`.
     """
 
     def __init__(self, limits: dict[str, str], *, storage_uri: str, enabled: bool) -> None:
         self.enabled = enabled
         self._items: dict[str, RateLimitItem] = {name: parse(text) for name, text in limits.items()}
-        self._limiter = strategies.FixedWindowRateLimiter(storage.storage_from_string(storage_uri))
+        store = storage.storage_from_string(storage_uri, **storage_options(storage_uri))
+        self._limiter = strategies.FixedWindowRateLimiter(store)
 
     def hit(self, name: str, key: str) -> None:
         """Count one attempt under `name` for `key`; RateLimited with the wait once over.

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,12 +15,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import db
+from flask_token_auth.ratelimit import REDIS_CONNECT_TIMEOUT
+from flask_token_auth.ratelimit import REDIS_READ_TIMEOUT
+from flask_token_auth.ratelimit import storage_options
+from tests.conftest import app_with_tables
 from tests.conftest import make_app
 from tests.conftest import PASSWORD
+from tests.helpers import bearer
 from tests.helpers import csrf_header
 from tests.helpers import login
 from tests.helpers import register
 from tests.helpers import scalar
+from tests.helpers import snapshot
 
 LIMITED = {"AUTH_RATELIMIT_ENABLED": True}
 
@@ -153,3 +163,131 @@ def test_redis_counts_attempts_for_every_instance(tmp_path: Any) -> None:
     for instance in instances:
         with instance.app_context():
             db.engine.dispose()
+
+
+class HungRedis:
+    """A TCP server that accepts connections and never answers: a Redis stuck mid-outage."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)  # so that the accepting thread notices `close`
+        self.port: int = self._listener.getsockname()[1]
+        self.accepted = threading.Event()
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._held.append(connection)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        for connection in self._held:
+            connection.close()
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[HungRedis]:
+    server = HungRedis()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_hung_rate_limit_store_is_a_fast_503_and_spares_other_routes(
+    database_url: str, hung_redis: HungRedis
+) -> None:
+    """A Redis that never answers costs a login the store's timeouts, not the worker's threads
+    (docs/operations.md, Databases; docs/security.md, Threats and defences).
+    """
+    hung_uri = f"redis://127.0.0.1:{hung_redis.port}/0"
+    with (
+        app_with_tables(database_url) as unlimited,
+        app_with_tables(database_url, **LIMITED, AUTH_RATELIMIT_STORAGE_URI=hung_uri) as limited,
+    ):
+        # An access token issued by an app with limits off (same secret, same database).
+        register(unlimited.test_client())
+        access = login(unlimited.test_client()).json["access_token"]
+        before = snapshot(limited)
+
+        answers: dict[str, tuple[Any, float]] = {}
+
+        def timed(name: str, method: str, path: str, **kwargs: Any) -> None:
+            started = time.monotonic()
+            response = limited.test_client().open(path, method=method, **kwargs)
+            answers[name] = (response, time.monotonic() - started)
+
+        body = {"email": "ada@example.com", "password": PASSWORD}
+        login_thread = threading.Thread(
+            target=timed, args=("login", "POST", "/auth/login"), kwargs={"json": body}
+        )
+        login_thread.start()
+        # Side by side: the protected route is asked while the login waits on the store.
+        assert hung_redis.accepted.wait(timeout=5)
+        timed("hello", "GET", "/api/hello", headers=bearer(access))
+        login_thread.join(timeout=30)
+        assert not login_thread.is_alive(), "the login is still waiting on the hung store"
+
+        response, login_seconds = answers["login"]
+        assert response.status_code == 503
+        assert response.json["error"] == "temporarily_unavailable"
+        assert response.headers["Retry-After"] == "5"
+        assert "Set-Cookie" not in response.headers
+        assert login_seconds < 0.5
+        hello, hello_seconds = answers["hello"]
+        assert hello.status_code == 200
+        assert hello_seconds < login_seconds
+        assert snapshot(limited) == before
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        (
+            "redis://127.0.0.1:6379/0",
+            {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_READ_TIMEOUT},
+        ),
+        (
+            "rediss://:secret@redis.example:6380/1",
+            {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_READ_TIMEOUT},
+        ),
+        (
+            "redis+unix:///run/redis.sock?db=2",
+            {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_READ_TIMEOUT},
+        ),
+        # The operator's own choice in the URI wins.
+        (
+            "redis://127.0.0.1:6379/0?socket_timeout=2",
+            {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT},
+        ),
+        (
+            "redis://127.0.0.1:6379/0?socket_connect_timeout=1&socket_timeout=2",
+            {},
+        ),
+        ("memory://", {}),
+    ],
+)
+def test_redis_stores_get_short_timeouts_unless_the_uri_sets_its_own(
+    uri: str, expected: dict[str, float]
+) -> None:
+    assert storage_options(uri) == expected
+
+
+def test_a_timeout_in_the_uri_reaches_the_redis_client() -> None:
+    redis = pytest.importorskip("redis")
+    uri = "redis://127.0.0.1:6379/0?socket_timeout=2"
+    client = redis.from_url(uri, **storage_options(uri))
+    options = client.connection_pool.connection_kwargs
+    assert options["socket_timeout"] == 2.0
+    assert options["socket_connect_timeout"] == REDIS_CONNECT_TIMEOUT
+    client.close()
