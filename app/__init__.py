@@ -33,7 +33,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config.from_environment())
     app.config.update(overrides or {})
     url = app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    # AUTH_PGBOUNCER is checked when init_app reads it; the engine needs it first.
+    pgbouncer = app.config.get("AUTH_PGBOUNCER") is True
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url, pgbouncer=pgbouncer))
     db.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)

@@ -104,6 +104,7 @@ def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime)
             session_id=claims.session_id,
             user_id=claims.user_id,
             now=now,
+            pgbouncer=state.settings.pgbouncer,
         )
     except SQLAlchemyError as error:
         failure = database_failure(error)

@@ -26,6 +26,8 @@ _MYSQL_NO_SUCH_TABLE = 1146
 # Serialisation failure and deadlock: PostgreSQL's SQLSTATEs, MariaDB's error number.
 _POSTGRES_CONFLICTS = frozenset({"40001", "40P01"})
 _MYSQL_DEADLOCK = 1213
+# MariaDB's client library numbers its own errors (no server, lost connection) from 2000.
+_MYSQL_CLIENT_ERRORS = range(2000, 3000)
 logger = logging.getLogger(__name__)
 
 
@@ -55,16 +57,36 @@ def _installed(module: str) -> bool:
 MariaDBPyMySQL = mariadb.loader("pymysql")
 
 
-def engine_options(url: str) -> dict[str, Any]:
-    """`SQLALCHEMY_ENGINE_OPTIONS` that suit the extension on the database of `url`."""
+def engine_options(url: str, *, pgbouncer: bool = False) -> dict[str, Any]:
+    """`SQLALCHEMY_ENGINE_OPTIONS` that suit the extension on the database of `url`.
+
+    `pgbouncer` (AUTH_PGBOUNCER): PostgreSQL through PgBouncer in transaction pooling, where
+    consecutive transactions of one client run on different server connections; on psycopg 3,
+    no prepared statements then (`prepare_threshold=None`).
+    """
     # Threat: a driver error copying hashes from its SQL parameters into a log line.
     options: dict[str, Any] = {"hide_parameters": True}
-    if make_url(url).get_backend_name() == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         return options
+    if pgbouncer and _driver(parsed) == "psycopg":
+        # psycopg prepares a statement after 5 uses on a connection; behind PgBouncer another
+        # client's transaction finds it, or misses its own: 500s, and a server message that
+        # can quote another statement's parameters.
+        options["connect_args"] = {"prepare_threshold": None}
     # READ COMMITTED: a refresh that loses the conditional UPDATE must then see the winner's
     # committed successor (MariaDB's default REPEATABLE READ would hide it).
     return options | {"pool_pre_ping": True, "isolation_level": "READ COMMITTED"}
+
+
+def _driver(url: sa.URL) -> str:
+    """The driver SQLAlchemy gives `url` (`postgresql://` is psycopg 3 only where
+    `register_url_schemes` said so)."""
+    try:
+        return url.get_driver_name()
+    except (ImportError, sa_exc.NoSuchModuleError):
+        return url.drivername.partition("+")[2]
 
 
 def configure_sqlite(engine: sa.Engine) -> None:
@@ -92,10 +114,16 @@ def database_failure(error: BaseException) -> AuthError | None:
     out or deadlocks beyond retry is an outage worth retrying.
     """
     if is_missing_table(error):
-        logger.error("the auth tables are missing (%s): run `flask db upgrade`", _cause(error))
+        # This message names a table, never a value: shown.
+        original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+        logger.error(
+            "the auth tables are missing (%s: %s): run `flask db upgrade`",
+            describe_database_error(error),
+            _first_line(original),
+        )
         return SchemaMissing("the server's database is not set up; its operator must migrate it")
     if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
-        logger.warning("database unavailable: %s", _cause(error))
+        logger.warning("database unavailable: %s", describe_database_error(error))
         return TemporarilyUnavailable("the database is unavailable; retry shortly")
     return None
 
@@ -128,8 +156,35 @@ def _mysql_error_number(original: BaseException | None) -> object:
     return arguments[0] if arguments else None
 
 
-def _cause(error: BaseException) -> str:
-    """The driver's message, first line only: never the statement or its parameters."""
-    original = error.orig if isinstance(error, sa_exc.DBAPIError) else error
-    text = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {text[0] if text else ''}"
+def describe_database_error(error: BaseException) -> str:
+    """The error's classes and the database's code (SQLSTATE, MariaDB's error number, SQLite's
+    error name): what a log line may say of it.
+
+    Threat: a server's message quoting a value of our tables (`Key (token_hash)=(...)`, an
+    input that failed to parse) into a log; `hide_parameters` hides only the parameters
+    SQLAlchemy prints, not the server's text. Only a client library's own connection failure,
+    raised before any statement reached the server, is shown with its message.
+    """
+    if not isinstance(error, sa_exc.DBAPIError):  # SQLAlchemy's own, a pool timeout
+        return f"{type(error).__name__}: {_first_line(error)}"
+    original = error.orig
+    name = f"{type(error).__name__} ({type(original).__module__}.{type(original).__name__})"
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate is not None:
+        return f"{name}, SQLSTATE {sqlstate}"
+    number = _mysql_error_number(original)
+    if isinstance(number, int):
+        if number in _MYSQL_CLIENT_ERRORS:
+            return f"{name}, error {number}: {_first_line(original)}"
+        return f"{name}, error {number}"
+    sqlite_name = getattr(original, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        return f"{name}, {sqlite_name}"
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return f"{name}: {_first_line(original)}"  # no code: psycopg's own, before the server
+    return name
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else ""

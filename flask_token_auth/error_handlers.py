@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Blueprint
 from flask import Flask
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .engines import database_failure
+from .engines import describe_database_error
 from .errors import AuthError
 from .errors import MissingCredentials
 from .errors import RateLimited
@@ -89,7 +91,13 @@ def render_unexpected_error(error: Exception) -> Response:
     if isinstance(error, sa_exc.StatementError):
         # Threat: a token hash or an email copied from the statement's parameters into a log.
         error.hide_parameters = True
-    logger.error("unhandled %s", type(error).__name__, exc_info=error)
+    if isinstance(error, sa_exc.DBAPIError):
+        # Threat: a value of our tables (a token hash) quoted in the server's own message,
+        # `DETAIL: Key (token_hash)=(...)`: the code and the frames, never the text.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        logger.error("unhandled %s\n%s", describe_database_error(error), frames)
+    else:
+        logger.error("unhandled %s", type(error).__name__, exc_info=error)
     response = jsonify(error="server_error", error_description="an unexpected error occurred")
     response.status_code = 500
     return _with_our_headers(response)

@@ -100,26 +100,67 @@ def _libpq_query(sql: str, names: tuple[str, ...]) -> LibpqQuery:
 
 
 def live_session_role(
-    engine: sa.Engine, users: UserModel, *, session_id: str, user_id: Any, now: datetime
+    engine: sa.Engine,
+    users: UserModel,
+    *,
+    session_id: str,
+    user_id: Any,
+    now: datetime,
+    pgbouncer: bool = False,
 ) -> str | None:
     """The user's role ('' if `users` has no role column) if the session is live at `now`
     and the user active; else None.
 
-    Raises SQLAlchemy's DBAPIError subclasses, as a Core query would, parameters hidden.
+    Raises SQLAlchemy's DBAPIError subclasses, as a Core query would, parameters hidden;
+    RuntimeError if `pgbouncer` (AUTH_PGBOUNCER) and the engine's psycopg prepares statements.
     """
     query = _compiled(live_session_statement(users), engine.dialect)
     parameters = query.parameters({"session_id": session_id, "user_id": user_id, "now": now})
+    check = _check_prepared_statements_off if pgbouncer and query.libpq is not None else None
     if not isinstance(engine.pool, sa.QueuePool):
         # In-memory SQLite (one shared connection), NullPool: the engine's own pool, as is.
-        return _run(engine, query, parameters, lambda: _Pooled(engine.raw_connection()))
+        take = _checked(lambda: _Pooled(engine.raw_connection()), check)
+        return _run(engine, query, parameters, take)
     kept = _kept_connections(engine)
     try:
-        return _run(engine, query, parameters, lambda: kept.take(engine), may_retry=True)
+        take = _checked(lambda: kept.take(engine), check)
+        return _run(engine, query, parameters, take, may_retry=True)
     except _Disconnected:
         # A kept connection the server had closed (a restart, an idle timeout): once more, on
         # a new one from the engine's pool; the others kept are likely dead too.
         kept.close_all()
-        return _run(engine, query, parameters, lambda: kept.take(engine, new=True))
+        take = _checked(lambda: kept.take(engine, new=True), check)
+        return _run(engine, query, parameters, take)
+
+
+def _checked(
+    take: Callable[[], _Connection], check: Callable[[Any], None] | None
+) -> Callable[[], _Connection]:
+    if check is None:
+        return take
+
+    def take_and_check() -> _Connection:
+        connection = take()
+        try:
+            check(connection.driver)
+        except BaseException:
+            connection.discard()
+            raise
+        return connection
+
+    return take_and_check
+
+
+def _check_prepared_statements_off(driver: Any) -> None:
+    """Behind PgBouncer in transaction pooling, the host's psycopg must not prepare: its
+    statements would land on other clients' server connections (500s, and server messages
+    quoting other statements). Checked on the connection itself, however the host set it."""
+    if driver.prepare_threshold is not None:
+        raise RuntimeError(
+            "AUTH_PGBOUNCER is true but the engine's psycopg connections prepare statements "
+            f"(prepare_threshold={driver.prepare_threshold}); build the engine with "
+            "engine_options(url, pgbouncer=True), or connect_args={'prepare_threshold': None}."
+        )
 
 
 class _Connection(Protocol):

@@ -141,6 +141,12 @@ class AuthSettings:
         Choice(ARGON2_PROFILES),
         "argon2id parameters; `test` only under TESTING or DEBUG",
     )
+    pgbouncer: bool = setting(
+        False,
+        Flag(),
+        "PostgreSQL is reached through PgBouncer in transaction pooling: no prepared statements "
+        "(give the engine `engine_options(url, pgbouncer=True)`)",
+    )
     ratelimit_enabled: bool = setting(True, Flag(), "turn the rate limits below on or off")
     ratelimit_storage_uri: str = setting(
         "memory://",
