@@ -12,6 +12,7 @@ from flask import jsonify
 from flask import Response
 
 from . import accounts
+from . import devices
 from . import metrics
 from . import revocation
 from . import rotation
@@ -72,15 +73,18 @@ def login() -> Response:
     state.rate_limits.hit("login", client_key())
     body = json_object()
     field, value = accounts.login_value(state.users, body)
-    # Per account from one address, and a wider ceiling per account from all addresses:
-    # a guesser elsewhere cannot lock the owner out until the ceiling.
     account = f"{field}:{value}"
+    # Every attempt per account from one address; failures alone per account from all
+    # addresses, where a browser that logged in before is exempt (docs/security.md).
     state.rate_limits.hit("login_address", f"{account} {client_key()}")
-    state.rate_limits.hit("login_account", account)
     now = datetime.now(UTC)
-    with metrics.timed("login"):
+    with devices.failures_limited(state, account, now=now), metrics.timed("login"):
         issued = retried(sessions.login, state, credentials=body, client=client_info(), now=now)
-    return token_response(state, issued, now=now, include_user=True, native=wants_body_transport())
+    native = wants_body_transport()
+    response = token_response(state, issued, now=now, include_user=True, native=native)
+    if not native:  # native clients get no cookies
+        devices.remember_device(response, state, account, now=now)
+    return response
 
 
 @blueprint.post("/refresh")

@@ -709,7 +709,7 @@ def test_an_unknown_login_costs_as_much_as_a_wrong_password(
         unknown.append(failed_login_seconds(client, "nobody"))
     ratio = statistics.median(unknown) / statistics.median(known)
     # Without the padding, an unknown login skips werkzeug's scrypt: about 0.05.
-    assert 0.7 < ratio < 1.4, (ratio, known, unknown)
+    assert 0.5 < ratio < 2.0, (ratio, known, unknown)
 
 
 def test_the_openapi_document_shows_the_hosts_login_fields(host: Host) -> None:
