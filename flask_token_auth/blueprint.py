@@ -1,5 +1,6 @@
 """The blueprint and what it does around every request: JSON for unknown paths under its prefix,
-the Origin check, no-store and nosniff. Its routes are in `views`."""
+OPTIONS and 405 naming a path's own methods, the Origin check, no-store and nosniff. Its routes
+are in `views`."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ def _unknown_path(unknown: str = "") -> Response:
     """JSON for paths under our prefix that no route matches (werkzeug tries this rule last),
     and 405 with `Allow` for a route asked with another method. A route of ours rather than an
     app-wide hook, so the host's own routes pay nothing for it."""
+    allowed = _methods_of_path()
+    raise MethodNotAllowed(valid_methods=allowed) if allowed else NotFound()
+
+
+def _methods_of_path() -> list[str]:
+    """The methods the request's path has routes for, `_unknown_path` aside: werkzeug's own
+    list would name every method, since that rule matches every path."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
     allowed = []
     for method in _METHODS:
@@ -53,9 +61,12 @@ def _unknown_path(unknown: str = "") -> Response:
             endpoint, _ = adapter.match(method=method)
         except HTTPException:
             continue
-        if endpoint != request.endpoint:
+        if endpoint != _UNKNOWN_PATH_ENDPOINT:
             allowed.append(method)
-    raise MethodNotAllowed(valid_methods=allowed) if allowed else NotFound()
+    return allowed
+
+
+_UNKNOWN_PATH_ENDPOINT = f"{blueprint.name}.{_unknown_path.__name__}"
 
 
 #: The largest body the auth routes read, whatever the host's MAX_CONTENT_LENGTH.
@@ -75,6 +86,18 @@ def _limit_body_reject_foreign_origin() -> None:
         pass
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         check_origin(auth_state())
+
+
+@blueprint.before_request
+def _answer_options() -> Response | None:
+    """Flask's automatic OPTIONS answer, with only the path's own methods in `Allow`.
+    flask-cors adds its preflight headers to it in after_request, as to Flask's."""
+    rule = request.url_rule
+    if request.method != "OPTIONS" or not getattr(rule, "provide_automatic_options", False):
+        return None
+    response = current_app.response_class()
+    response.allow.update(_methods_of_path())
+    return response
 
 
 def routes_under(app: Flask, prefix: str) -> list[str]:

@@ -7,21 +7,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from .accounts import MAX_LOGIN_LENGTH
 from .settings import AuthSettings
+from .tokens import REFRESH_TOKEN_BYTES
 from .users import UserModel
+from .validation import MAX_EMAIL_LENGTH
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _TOKENS = {"$ref": "#/components/schemas/TokenResponse"}
 _USER = {"$ref": "#/components/schemas/User"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _STRING = {"type": "string"}
+_REFRESH_TOKEN = {"type": "string", "pattern": f"^[0-9a-f]{{{2 * REFRESH_TOKEN_BYTES}}}$"}
+# What `validation.is_session_id` accepts (a test keeps the two equal); 64 is the column's length.
+_SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "maxLength": 64}
+_LOGIN_VALUE = {"type": "string", "maxLength": MAX_LOGIN_LENGTH}
 
 
 def openapi_document(settings: AuthSettings, users: UserModel) -> dict[str, Any]:
     """The whole API under `settings.url_prefix`, for the app's users: a host's own users log
     in by its login fields, and registration and the password change are off (404) for them."""
     prefix = settings.url_prefix
-    paths = _paths(users.login_fields)
+    paths = _paths(settings, users.login_fields)
     if not users.builtin:
         del paths["/register"], paths["/password"]
     return {
@@ -44,16 +51,25 @@ def _host_user(users: UserModel) -> dict[str, Any]:
     }
 
 
-def _paths(login_fields: tuple[str, ...]) -> dict[str, Any]:
-    credentials = _form({"email": _STRING, "password": _STRING}, required=True)
-    login = credentials
+def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, Any]:
+    # The checks of docs/http-api.md#input, so that a client learns them before a 400.
+    new_password = {
+        "type": "string",
+        "minLength": settings.password_min_length,
+        "maxLength": settings.password_max_length,
+    }
+    email = {"type": "string", "format": "email", "maxLength": MAX_EMAIL_LENGTH}
+    credentials = _form({"email": email, "password": new_password}, required=True)
+    login = _form({"email": _LOGIN_VALUE, "password": _STRING}, required=True)
     if login_fields != ("email",):  # one of the login fields, and the password
-        login = _form({name: _STRING for name in (*login_fields, "password")}, required=False)
+        login = _form(
+            {name: _LOGIN_VALUE for name in login_fields} | {"password": _STRING}, required=False
+        )
         schema = login["content"]["application/json"]["schema"]
         schema["required"] = ["password"]
         schema["oneOf"] = [{"required": [name]} for name in login_fields]
         login["required"] = True
-    refresh_token = _form({"refresh_token": _STRING}, required=False)
+    refresh_token = _form({"refresh_token": _REFRESH_TOKEN}, required=False)
     return {
         "/register": {
             "post": _operation(
@@ -131,7 +147,7 @@ def _paths(login_fields: tuple[str, ...]) -> dict[str, Any]:
             "delete": _operation(
                 "Revoke one of the user's sessions",
                 bearer=True,
-                path_parameter="session_id",
+                path_parameter=("session_id", _SESSION_ID),
                 answers={"204": {"description": "revoked"}},
             )
         },
@@ -139,7 +155,9 @@ def _paths(login_fields: tuple[str, ...]) -> dict[str, Any]:
             "post": _operation(
                 "Change the password; every other session is revoked",
                 bearer=True,
-                body=_form({"current_password": _STRING, "new_password": _STRING}, required=True),
+                body=_form(
+                    {"current_password": _STRING, "new_password": new_password}, required=True
+                ),
                 answers={"204": {"description": "changed"}},
             )
         },
@@ -182,7 +200,7 @@ def _operation(
     body: dict[str, Any] | None = None,
     bearer: bool = False,
     transport: bool = False,
-    path_parameter: str | None = None,
+    path_parameter: tuple[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
@@ -200,9 +218,8 @@ def _operation(
             }
         )
     if path_parameter:
-        parameters.append(
-            {"name": path_parameter, "in": "path", "required": True, "schema": _STRING}
-        )
+        name, schema = path_parameter
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
@@ -251,7 +268,7 @@ def _schemas() -> dict[str, Any]:
                 "access_token": _STRING,
                 "token_type": {"const": "Bearer"},
                 "expires_in": {"type": "integer"},
-                "refresh_token": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "refresh_token": _REFRESH_TOKEN,
                 "csrf_token": _STRING,
                 "user": _USER,
             },

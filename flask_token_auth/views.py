@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import datetime
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from flask import jsonify
+from flask import request
 from flask import Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import accounts
 from . import devices
@@ -36,6 +39,7 @@ from .transport import clear_token_cookies
 from .transport import client_info
 from .transport import client_key
 from .transport import json_object
+from .transport import REFRESH_COOKIE
 from .transport import refresh_token_from_request
 from .transport import token_response
 from .transport import wants_body_transport
@@ -46,6 +50,7 @@ __all__ = ["blueprint"]
 
 JWKS_MAX_AGE_SECONDS = 300
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
+logger = logging.getLogger(__name__)
 
 
 @blueprint.post("/register")
@@ -84,7 +89,39 @@ def login() -> Response:
     response = token_response(state, issued, now=now, include_user=True, native=native)
     if not native:  # native clients get no cookies
         devices.remember_device(response, state, account, now=now)
+        _revoke_replaced_session(state, now=now)
     return response
+
+
+def _revoke_replaced_session(state: AuthState, *, now: datetime) -> None:
+    """Revoke the session of the refresh cookie this login replaces, whoever's it was.
+
+    Threat: a session that no browser holds any more, yet whose tokens (copied, or still in
+    another tab's memory) keep working. Never fails the login: an error is logged only.
+    """
+    replaced = request.cookies.get(REFRESH_COOKIE)
+    if replaced is None:
+        return
+    try:
+        owner = sessions.session_of_refresh_token(state, replaced)
+        if owner is not None:
+            session_id, user_id = owner
+            retried(
+                revocation.revoke_session,
+                state,
+                user_id=user_id,
+                session_id=session_id,
+                reason="replaced_by_login",
+                client=client_info(),
+                now=now,
+            )
+    except SQLAlchemyError as error:
+        state.session.rollback()
+        logger.warning(
+            "login: the session it replaced was not revoked (%s); it ends at its expiry or "
+            "at a logout-all",
+            type(error).__name__,
+        )
 
 
 @blueprint.post("/refresh")

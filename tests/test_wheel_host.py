@@ -180,7 +180,7 @@ def drive_the_host(client: HostClient) -> None:
     status, _, body = client.call("POST", "/auth/login", {"email": email, "password": PASSWORD})
     assert status == 200, body
     bearer = {"Authorization": f"Bearer {body['access_token']}"}
-    assert set(client.cookies) == {"refresh_token", "csrf_token"}
+    assert set(client.cookies) == {"refresh_token", "csrf_token", "device_token"}
 
     assert client.call("GET", "/notes", headers=bearer)[::2] == (200, {"user_id": user_id})
     assert client.call("GET", "/report", headers=bearer)[::2] == (200, {"role": "user"})

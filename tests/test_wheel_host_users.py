@@ -411,7 +411,7 @@ def drive_the_blog(blog: Blog, port: int, ids: dict[str, str], key: str) -> None
     assert status == 200, body
     assert set(body) == {"access_token", "token_type", "expires_in", "user", "csrf_token"}
     assert (body["token_type"], body["user"]) == ("Bearer", user("ada"))
-    assert set(browser.cookies) == {"refresh_token", "csrf_token"}
+    assert set(browser.cookies) == {"refresh_token", "csrf_token", "device_token"}
     assert body["csrf_token"] == browser.cookies["csrf_token"]
     assert access_subject(body["access_token"]) == ids["ada"]
     ada = bearer(body)
