@@ -239,7 +239,7 @@ def test_live_session_role_on_every_database(app: Flask) -> None:
     PostgreSQL the pooled connection goes back out of autocommit."""
     client, first, _ = logged_in(app)
     bob = register(client, "bob@example.com")["id"]
-    second = claims_of(app, login(client).json["access_token"])
+    second = claims_of(app, login(client, native=True).json["access_token"])
     with app.app_context():
         engine = db.engine
     now = datetime.now(UTC)
