@@ -105,16 +105,7 @@ def _revoke_replaced_session(state: AuthState, *, now: datetime) -> None:
     try:
         owner = sessions.session_of_refresh_token(state, replaced)
         if owner is not None:
-            session_id, user_id = owner
-            retried(
-                revocation.revoke_session,
-                state,
-                user_id=user_id,
-                session_id=session_id,
-                reason="replaced_by_login",
-                client=client_info(),
-                now=now,
-            )
+            _end_session(state, owner, reason="replaced_by_login", now=now)
     except SQLAlchemyError as error:
         state.session.rollback()
         logger.warning(
@@ -148,6 +139,22 @@ def refresh() -> Response:
     )
 
 
+def _end_session(
+    state: AuthState, owner: tuple[str, UserKey], *, reason: str, now: datetime
+) -> None:
+    """Revoke the session `owner` names (its id, its user's key) for `reason`."""
+    session_id, user_id = owner
+    retried(
+        revocation.revoke_session,
+        state,
+        user_id=user_id,
+        session_id=session_id,
+        reason=reason,
+        client=client_info(),
+        now=now,
+    )
+
+
 @blueprint.post("/logout")
 def logout() -> Response:
     """Revoke the session named by the refresh token, else by the access token; idempotent."""
@@ -163,16 +170,7 @@ def logout() -> Response:
             claims = None
         owner = (claims.session_id, claims.user_id) if claims else None
     if owner is not None:
-        session_id, user_id = owner
-        retried(
-            revocation.revoke_session,
-            state,
-            user_id=user_id,
-            session_id=session_id,
-            reason="logout",
-            client=client_info(),
-            now=now,
-        )
+        _end_session(state, owner, reason="logout", now=now)
     response = Response(status=204)
     clear_token_cookies(response, state)
     return response

@@ -57,15 +57,20 @@ def server_database(kind: str) -> Iterator[str]:
         yield url
 
 
+def empty_database(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a new, empty database of `kind`: a SQLite file, or one on a server."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"
+    else:
+        yield from server_database(kind)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql", "mariadb"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The URL of an empty database of each kind, shared by the tests of one session."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"
-    else:
-        yield from server_database(request.param)
+    yield from empty_database(request.param, tmp_path_factory)
 
 
 def make_app(database_url: str, **overrides: Any) -> Flask:
@@ -129,7 +134,4 @@ def each_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """As `database_url`, for a module whose own `database_url` is another database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'auth.db'}"
-    else:
-        yield from server_database(request.param)
+    yield from empty_database(request.param, tmp_path_factory)
