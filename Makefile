@@ -9,7 +9,7 @@ PORT ?= 8000
 WORKERS ?= 2
 export FLASK_APP := wsgi
 
-.PHONY: install run test lint typecheck pytest floors bench clean
+.PHONY: install run test lint typecheck pytest docs floors bench clean
 
 $(BIN)/pip:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -53,6 +53,12 @@ pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The site of mkdocs.yml, built into a temporary directory and dropped: any warning fails it, a
+# broken link or anchor among them (`$(BIN)/mkdocs serve` to read it). Not part of `make test`.
+docs: install
+	@site_dir=$$(mktemp -d) && trap 'rm -rf "$$site_dir"' EXIT \
+		&& $(BIN)/mkdocs build --strict --quiet --site-dir "$$site_dir"
 
 # The suite at tests/floors.txt (pip constraints), in a virtualenv made anew in a temporary
 # directory, in about 5 minutes: on every database, and the tests marked slow (gunicorn, the

@@ -20,17 +20,21 @@ from flask_token_auth import AuthManager
 from flask_token_auth import configure_sqlite
 from flask_token_auth import current_claims
 from flask_token_auth import engine_options
-from flask_token_auth import settings_from_environment
+from flask_token_auth.engines import register_url_schemes
 
 db = SQLAlchemy()
-auth = AuthManager(db=db)  # first: it maps `mysql://` and the like to the installed drivers
+auth = AuthManager(db=db)
 app = Flask(__name__)
+# The same URLs and drivers as the service's: `mysql://` and the like, PyMySQL and psycopg 3.
+register_url_schemes()
 url = os.environ["DATABASE_URL"]
 app.config.update(
     SQLALCHEMY_DATABASE_URI=url,
     SQLALCHEMY_ENGINE_OPTIONS=engine_options(url),
     AUTH_JWT_SECRET_KEY=os.environ["SECRET_KEY"],
-    **settings_from_environment(os.environ),
+    # What the bench sets (run.py): plain http, no rate limits.
+    AUTH_COOKIE_SECURE=os.environ.get("AUTH_COOKIE_SECURE", "true") == "true",
+    AUTH_RATELIMIT_ENABLED=os.environ.get("AUTH_RATELIMIT_ENABLED", "true") == "true",
 )
 db.init_app(app)
 with app.app_context():

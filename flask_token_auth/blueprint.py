@@ -1,6 +1,6 @@
 """The blueprint and what it does around every request: JSON for unknown paths under its prefix,
-OPTIONS and 405 naming a path's own methods, the Origin check, no-store and nosniff. Its routes
-are in `views`."""
+OPTIONS and 405 naming a path's own methods, the Origin check, no-store and nosniff, the
+transaction ended. Its routes are in `views`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flask import current_app
 from flask import Flask
 from flask import request
 from flask import Response
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound
@@ -132,3 +133,18 @@ def _no_store_nosniff(response: Response) -> Response:
     # Threat: a browser sniffing a JSON answer into HTML or script.
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@blueprint.teardown_request
+def _end_transaction(error: BaseException | None) -> None:
+    """End what is left of the request's transaction (a read) before Flask-SQLAlchemy's
+    teardown does: a connection the server closed after the answer was built (a restart, a
+    failover) would fail that teardown's rollback into the server's HTML 500 for a request that
+    succeeded. Here the failure is dropped with the connection."""
+    state = auth_state()
+    if not state.session.registry.has() or not state.session().in_transaction():
+        return
+    try:
+        state.session.rollback()
+    except SQLAlchemyError:
+        state.discard_session()

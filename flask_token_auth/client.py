@@ -77,6 +77,11 @@ class MemoryTokenStore:
     def clear(self) -> None:
         self._token = None
 
+    def __repr__(self) -> str:
+        """Whether a token is held, never the token (a repr ends up in logs and tracebacks)."""
+        token = "None" if self._token is None else "<hidden>"
+        return f"MemoryTokenStore(token={token})"
+
 
 class FileTokenStore:
     """The refresh token in a file only its owner can read (0600), replaced atomically: a crash

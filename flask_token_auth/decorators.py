@@ -105,6 +105,7 @@ def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime)
             user_id=claims.user_id,
             now=now,
             pgbouncer=state.settings.pgbouncer,
+            pool_size=state.settings.session_check_pool_size,
         )
     except SQLAlchemyError as error:
         failure = database_failure(error)

@@ -37,7 +37,9 @@ def register_url_schemes() -> None:
     `postgres://`, which SQLAlchemy refuses, means psycopg 3 (or psycopg2 if that is the one
     installed). `postgresql://`, `mysql://` and `mariadb://` get psycopg 3 and PyMySQL only
     where their default drivers (psycopg2, mysqlclient) are missing, so a URL that works
-    keeps its driver. A process-wide registration in SQLAlchemy's dialect registry; idempotent.
+    keeps its driver. A process-wide registration in SQLAlchemy's dialect registry, which the
+    extension never makes itself: a host that reads such URLs calls it before building its
+    engine. Idempotent.
     """
     has_psycopg, has_psycopg2 = _installed("psycopg"), _installed("psycopg2")
     if has_psycopg or has_psycopg2:

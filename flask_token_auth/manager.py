@@ -22,12 +22,12 @@ from .blueprint import refuse_routes_under
 from .cli import auth_cli
 from .db import add_tables_to
 from .decorators import request_claims
-from .engines import register_url_schemes
 from .error_handlers import register_error_handlers
 from .keys import load_key_set
 from .passwords import PasswordHasher
 from .ratelimit import RateLimits
 from .settings import AuthSettings
+from .settings import setting_defaults
 from .state import auth_state
 from .state import AuthState
 from .state import ClientInfo
@@ -78,7 +78,6 @@ class AuthManager:
         self._login_fields = tuple(login_fields or ("email",))
         self._user_json = user_json
         self._users: UserModel | None = None
-        register_url_schemes()
         publish_on_commit(db.session)
         if user_model is None or not isinstance(user_model, str):
             self._resolve_users()
@@ -104,7 +103,8 @@ class AuthManager:
         return self._users
 
     def init_app(self, app: Flask) -> None:
-        """Check the configuration (RuntimeError naming the key) and register everything.
+        """Write each AUTH_* key's default into `app.config` where unset (`setdefault`), check
+        the configuration (RuntimeError naming the key) and register everything.
 
         Before or after the host's `db.init_app(app)`; once per app. A route of the host's
         under AUTH_URL_PREFIX is refused here, or at the first request if registered later.
@@ -113,6 +113,8 @@ class AuthManager:
             raise RuntimeError(
                 "AuthManager.init_app: this app is already set up; call init_app once per app."
             )
+        for key, default in setting_defaults().items():
+            app.config.setdefault(key, default)
         settings = AuthSettings.from_config(app.config)
         refuse_routes_under(app, settings.url_prefix)
         users = self._resolve_users()

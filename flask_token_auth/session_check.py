@@ -1,11 +1,14 @@
-"""The session check that runs on every protected request: one query on the driver itself.
+"""The session check that runs on every protected request: one query on a pool of its own.
 
 A primary-key lookup costs the driver a few microseconds; SQLAlchemy's Connection, execution
-context, result and pool checkout around it cost ten times that, and on PostgreSQL and MariaDB
-the pool's pre-ping, BEGIN and ROLLBACK are three more round trips. So the statement is
-compiled once per dialect and run on driver connections kept for it, in autocommit, with
-SQLAlchemy's error wrapping and disconnect handling done here. Each worker process keeps up to
-MAX_KEPT of them open beside the engine's pool.
+context and result around it cost ten times that, and on PostgreSQL and MariaDB the engine
+pool's pre-ping, BEGIN and ROLLBACK are three more round trips. So the statement is compiled
+once per dialect and run on the DBAPI connections of a small pool kept for the check
+(`CheckPool`): a SQLAlchemy pool made from the host engine's, with its connect function
+(connect arguments), its pool events (connect, checkout, checkin: a listener on the host's
+engine sees the check) and its recycle time, in autocommit, without pre-ping or reset on
+return, so that a check is one round trip. SQLAlchemy's error wrapping and disconnect handling
+are done here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import dataclasses
 import functools
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
@@ -29,6 +31,11 @@ from .users import UserModel
 
 if TYPE_CHECKING:
     from .libpq import LibpqQuery
+
+#: Connections of the check's pool per engine and process (AUTH_SESSION_CHECK_POOL_SIZE's
+#: default). Each check holds one for a single round trip.
+DEFAULT_POOL_SIZE = 2
+_AUTOCOMMIT = "flask_token_auth.autocommit"
 
 
 @functools.cache
@@ -107,30 +114,31 @@ def live_session_role(
     user_id: Any,
     now: datetime,
     pgbouncer: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
 ) -> str | None:
     """The user's role ('' if `users` has no role column) if the session is live at `now`
-    and the user active; else None.
+    and the user active; else None. `pool_size`: of the check's pool (see `CheckPool`), fixed
+    by the first check on `engine`.
 
-    Raises SQLAlchemy's DBAPIError subclasses, as a Core query would, parameters hidden;
-    RuntimeError if `pgbouncer` (AUTH_PGBOUNCER) and the engine's psycopg prepares statements.
+    Raises SQLAlchemy's DBAPIError subclasses, as a Core query would, parameters hidden, and
+    its TimeoutError when the check's pool has no connection free in time; RuntimeError if
+    `pgbouncer` (AUTH_PGBOUNCER) and the engine's psycopg prepares statements.
     """
     query = _compiled(live_session_statement(users), engine.dialect)
     parameters = query.parameters({"session_id": session_id, "user_id": user_id, "now": now})
     check = _check_prepared_statements_off if pgbouncer and query.libpq is not None else None
-    if not isinstance(engine.pool, sa.QueuePool):
+    pool = check_pool(engine, pool_size)
+    if pool is None:
         # In-memory SQLite (one shared connection), NullPool: the engine's own pool, as is.
         take = _checked(lambda: _Pooled(engine.raw_connection()), check)
         return _run(engine, query, parameters, take)
-    kept = _kept_connections(engine)
     try:
-        take = _checked(lambda: kept.take(engine), check)
-        return _run(engine, query, parameters, take, may_retry=True)
+        return _run(engine, query, parameters, _checked(pool.take, check), may_retry=True)
     except _Disconnected:
-        # A kept connection the server had closed (a restart, an idle timeout): once more, on
-        # a new one from the engine's pool; the others kept are likely dead too.
-        kept.close_all()
-        take = _checked(lambda: kept.take(engine, new=True), check)
-        return _run(engine, query, parameters, take)
+        # A connection the server had closed (a restart, an idle timeout): its pool's other
+        # idle ones are likely dead too. Once more, on a new pool's new connection.
+        pool.replace()
+        return _run(engine, query, parameters, _checked(pool.take, check))
 
 
 def _checked(
@@ -165,14 +173,14 @@ def _check_prepared_statements_off(driver: Any) -> None:
 
 class _Connection(Protocol):
     driver: Any
-    kept: bool  # only the check uses it: libpq may run on it directly
+    ours: bool  # a connection of the check's pool: libpq may run on it directly
 
     def release(self) -> None: ...
     def discard(self) -> None: ...
 
 
 class _Disconnected(Exception):
-    """A kept connection turned out dead; the check may run again on a new one."""
+    """A connection of the check's pool turned out dead; the check may run again."""
 
 
 def _run(
@@ -183,9 +191,9 @@ def _run(
     *,
     may_retry: bool = False,
 ) -> str | None:
-    """The query on a connection from `take`, kept only if all went well (the engine pool's
-    goes back to its pool either way). A dead connection raises _Disconnected if `may_retry`,
-    else SQLAlchemy's error as any other."""
+    """The query on a connection from `take`, given back if all went well, else discarded
+    (the engine pool's goes back to its pool either way). A dead connection raises
+    _Disconnected if `may_retry`, else SQLAlchemy's error as any other."""
     dialect = engine.dialect
     connection = None
     try:
@@ -215,7 +223,7 @@ def _run(
 
 
 def _fetch_role(connection: _Connection, query: _DriverQuery, parameters: Any) -> str | None:
-    if query.libpq is not None and connection.kept:
+    if query.libpq is not None and connection.ours:
         return query.libpq.first_value(connection.driver, parameters)
     cursor = connection.driver.cursor()
     cursor.execute(query.sql, parameters)
@@ -229,7 +237,7 @@ class _Pooled:
     even after an error: its reset-on-return deals with it, as for any Core query (closing it
     would empty an in-memory SQLite database)."""
 
-    kept = False
+    ours = False
 
     def __init__(self, pooled: Any) -> None:
         self._pooled = pooled
@@ -241,108 +249,95 @@ class _Pooled:
     discard = release
 
 
-#: Idle connections kept per engine and process; more in use at once are closed after use.
-MAX_KEPT = 8
-#: A kept connection is replaced after this long, as a pool recycles: a failover or a new
-#: password reaches the check too.
-KEPT_FOR_SECONDS = 300.0
+class CheckPool:
+    """The session check's connections to one engine's database, in one process.
 
-
-class _KeptConnections:
-    """Driver connections of one engine, in autocommit, kept between checks.
-
-    Taking one is a list pop: no pool checkout, no pre-ping, no reset on return, and on
-    PostgreSQL and MariaDB no BEGIN or ROLLBACK, so a check is one round trip. They come from
-    the engine's pool, detached, so they have the host's connect arguments and listeners.
-    Thread-safe (a list's pop and append are atomic); a forked process opens its own and never
-    touches its parent's.
+    A `QueuePool` of `size` connections, no overflow, made as the engine's pool would remake
+    itself (`Pool.recreate`): the same connect function, pool events and recycle time, and the
+    same wait for a free connection (then SQLAlchemy's TimeoutError); but no pre-ping and no
+    reset on return, and each connection set to autocommit once, when it is first taken. A
+    process holds at most `size` of them, besides the engine's own pool. After a fork the child
+    makes its own pool and never touches its parent's connections.
     """
 
-    def __init__(self) -> None:
-        self.idle: list[tuple[Any, float]] = []  # (driver connection, when opened)
-        self.generation = 0  # counts close_all(): older connections are not kept again
+    def __init__(self, engine: sa.Engine, size: int) -> None:
+        self.engine = engine
+        self.size = size
+        self.pool = self._new_pool()
         self._pid = os.getpid()
 
-    def take(self, engine: sa.Engine, *, new: bool = False) -> _Kept:
-        self._forget_if_forked()
-        now = time.monotonic()
-        driver: Any
-        while self.idle and not new:
+    def take(self) -> _Checked:
+        """A connection in autocommit, for one check; give it back with release() or, after
+        any error, discard()."""
+        if self._pid != os.getpid():
+            self.pool, self._pid = self._new_pool(), os.getpid()
+        pooled: Any = self.pool.connect()
+        if not pooled.info.get(_AUTOCOMMIT):
             try:
-                driver, opened = self.idle.pop()
-            except IndexError:  # another thread took the last one
-                break
-            if now - opened < KEPT_FOR_SECONDS:
-                return _Kept(self, driver, opened, self.generation)
-            _close(driver)
-        pooled = engine.raw_connection()
-        driver = pooled.dbapi_connection
-        pooled.detach()
-        try:
-            engine.dialect.set_isolation_level(driver, "AUTOCOMMIT")
-        except BaseException:
-            _close(driver)
-            raise
-        return _Kept(self, driver, now, self.generation)
+                self.engine.dialect.set_isolation_level(pooled.dbapi_connection, "AUTOCOMMIT")
+            except BaseException:
+                pooled.invalidate()
+                raise
+            pooled.info[_AUTOCOMMIT] = True
+        return _Checked(pooled)
 
-    def close_all(self) -> None:
-        """Close the idle ones; those in use are closed when given back."""
-        if self._forget_if_forked():
-            return
-        self.generation += 1
-        idle, self.idle = self.idle, []
-        for driver, _ in idle:
-            _close(driver)
-
-    def _forget_if_forked(self) -> bool:
-        """After a fork, drop the parent's connections without closing them (closing would end
-        the parent's sessions on the server, through the shared sockets)."""
+    def replace(self) -> None:
+        """A new pool, the idle connections of the old one closed (as `Engine.dispose` does);
+        those in use are closed when given back."""
+        old, self.pool = self.pool, self._new_pool()
         if self._pid == os.getpid():
-            return False
-        self.idle, self._pid = [], os.getpid()
-        return True
+            old.dispose()
+
+    def _new_pool(self) -> sa.QueuePool:
+        # Pool.recreate() with our own size, pre-ping and reset: its arguments are private.
+        engine_pool: Any = self.engine.pool
+        return sa.QueuePool(
+            engine_pool._creator,
+            pool_size=self.size,
+            max_overflow=0,
+            timeout=engine_pool.timeout(),
+            recycle=engine_pool._recycle,
+            pre_ping=False,
+            reset_on_return=None,
+            logging_name="flask_token_auth.session_check",
+            _dispatch=engine_pool.dispatch,
+            dialect=engine_pool._dialect,
+        )
 
 
-class _Kept:
-    kept = True
+class _Checked:
+    ours = True
 
-    def __init__(
-        self, owner: _KeptConnections, driver: Any, opened: float, generation: int
-    ) -> None:
-        self._owner = owner
-        self.driver = driver
-        self._opened = opened
-        self._generation = generation
+    def __init__(self, pooled: Any) -> None:
+        self._pooled = pooled
+        self.driver = pooled.dbapi_connection
 
     def release(self) -> None:
-        owner = self._owner
-        if owner.generation == self._generation and len(owner.idle) < MAX_KEPT:
-            owner.idle.append((self.driver, self._opened))
-        else:
-            _close(self.driver)
+        self._pooled.close()
 
     def discard(self) -> None:
-        _close(self.driver)
+        self._pooled.invalidate()
 
 
-def _close(driver: Any) -> None:
-    try:
-        driver.close()
-    except Exception:  # noqa: S110 (already broken: nothing more to do with it)
-        pass
+_POOLS: weakref.WeakKeyDictionary[sa.Engine, CheckPool] = weakref.WeakKeyDictionary()
+_POOLS_LOCK = threading.Lock()
 
 
-_KEPT: weakref.WeakKeyDictionary[sa.Engine, _KeptConnections] = weakref.WeakKeyDictionary()
-_KEPT_LOCK = threading.Lock()
-
-
-def _kept_connections(engine: sa.Engine) -> _KeptConnections:
-    kept = _KEPT.get(engine)
-    if kept is None:
-        with _KEPT_LOCK:
-            kept = _KEPT.get(engine)
-            if kept is None:
-                kept = _KEPT[engine] = _KeptConnections()
+def check_pool(engine: sa.Engine, size: int = DEFAULT_POOL_SIZE) -> CheckPool | None:
+    """The check's pool for `engine` in this process; None if the engine's pool is not a
+    QueuePool (in-memory SQLite, NullPool): the check then uses the engine's own."""
+    pool = _POOLS.get(engine)
+    if pool is None:
+        if not isinstance(engine.pool, sa.QueuePool):
+            return None
+        with _POOLS_LOCK:
+            pool = _POOLS.get(engine)
+            if pool is None:
+                pool = _POOLS[engine] = CheckPool(engine, size)
                 # `engine.dispose()` closes them with the pool's.
-                sa.event.listen(engine, "engine_disposed", lambda _: kept.close_all())
-    return kept
+                sa.event.listen(engine, "engine_disposed", _replace_on_dispose(pool))
+    return pool
+
+
+def _replace_on_dispose(pool: CheckPool) -> Callable[[sa.Engine], None]:
+    return lambda _: pool.replace()

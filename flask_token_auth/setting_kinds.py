@@ -1,4 +1,4 @@
-"""Kinds of setting: how a value is checked, read from environment text and shown in the docs."""
+"""Kinds of setting: how a value is checked, its type of value, and how the docs show it."""
 
 from __future__ import annotations
 
@@ -25,18 +25,16 @@ class SettingError(ValueError):
 
 
 class Kind:
-    """Text in the environment is the value itself; subclasses say otherwise."""
+    """A value taken as it is; subclasses check it."""
 
     #: Kept out of reprs and never shown.
     secret = False
+    #: The type of value, as `settings.setting_types()` names it to hosts that read text.
+    value_type = "text"
 
     def check(self, value: Any) -> Any:
         """The value as the extension uses it; SettingError if it cannot be."""
         return value
-
-    def from_text(self, text: str) -> Any:
-        """The value an environment variable's text stands for."""
-        return text
 
     def show(self, default: Any) -> str:
         """How the configuration reference shows the default."""
@@ -86,15 +84,12 @@ class Choice(Kind):
 
 
 class Flag(Kind):
+    value_type = "boolean"
+
     def check(self, value: Any) -> bool:
         if not isinstance(value, bool):
             raise SettingError(f"must be true or false, got {value!r}", "use a boolean")
         return value
-
-    def from_text(self, text: str) -> bool:
-        if text.strip().lower() not in ("true", "false"):
-            raise SettingError("expected true or false", "write true or false")
-        return text.strip().lower() == "true"
 
     def show(self, default: Any) -> str:
         return f"`{str(default).lower()}`"
@@ -102,6 +97,8 @@ class Flag(Kind):
 
 class PositiveInt(Kind):
     """A whole number above zero, or at least zero with `allow_zero`."""
+
+    value_type = "integer"
 
     def __init__(self, *, allow_zero: bool = False) -> None:
         self.allow_zero = allow_zero
@@ -113,18 +110,14 @@ class PositiveInt(Kind):
             raise SettingError(f"must be {kind}, got {value!r}", "fix the value")
         return value
 
-    def from_text(self, text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise SettingError("not an integer", "write a whole number") from None
-
     def show(self, default: Any) -> str:
         return str(default)
 
 
 class Duration(Kind):
     """A timedelta or a number of seconds; positive unless `allow_zero`."""
+
+    value_type = "duration"
 
     def __init__(self, *, allow_zero: bool = False) -> None:
         self.allow_zero = allow_zero
@@ -142,12 +135,6 @@ class Duration(Kind):
             raise SettingError(f"must be positive, got {value!r}", "use a positive duration")
         return duration
 
-    def from_text(self, text: str) -> timedelta:
-        try:
-            return timedelta(seconds=float(text))
-        except ValueError:
-            raise SettingError("not a number of seconds", "write seconds, e.g. 900") from None
-
     def show(self, default: Any) -> str:
         seconds = int(default.total_seconds())
         for size, unit in _UNITS:
@@ -162,6 +149,8 @@ class Origins(Kind):
     Nothing else: a wildcard or a `null` would admit pages no one listed.
     """
 
+    value_type = "list"
+
     def check(self, value: Any) -> frozenset[str]:
         if not isinstance(value, _LISTS) or not all(isinstance(item, str) for item in value):
             raise SettingError(f"must be a list of strings, got {value!r}", "use a list")
@@ -172,9 +161,6 @@ class Origins(Kind):
                     f"{origin!r} is not an origin", "write scheme://host[:port], no path or *"
                 )
         return origins
-
-    def from_text(self, text: str) -> tuple[str, ...]:
-        return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 class RateLimit(Kind):
@@ -201,9 +187,10 @@ class Secret(Kind):
 
 
 class Secrets(Kind):
-    """A list of old secrets; comma-separated in the environment."""
+    """A list of old secrets, each exactly as written."""
 
     secret = True
+    value_type = "secrets"
 
     def check(self, value: Any) -> tuple[bytes, ...]:
         if value is None:
@@ -211,9 +198,6 @@ class Secrets(Kind):
         if not isinstance(value, _LISTS) or not all(isinstance(v, str | bytes) for v in value):
             raise SettingError("must be a list of secrets", "use a list")
         return tuple(item.encode() if isinstance(item, str) else bytes(item) for item in value)
-
-    def from_text(self, text: str) -> tuple[str, ...]:
-        return tuple(item for item in text.split(",") if item)
 
 
 class Pem(Secret):
@@ -223,7 +207,9 @@ class Pem(Secret):
 
 
 class PublicKeys(Kind):
-    """PEM public keys: a list, or a mapping kid -> PEM; comma-separated in the environment."""
+    """PEM public keys: a list, or a mapping kid -> PEM."""
+
+    value_type = "list"
 
     def check(self, value: Any) -> tuple[tuple[str | None, bytes], ...]:
         if isinstance(value, Mapping):
@@ -237,6 +223,3 @@ class PublicKeys(Kind):
         if not all(isinstance(pem, str | bytes) for _, pem in items):
             raise SettingError("must be PEM public keys", "use a list of PEM texts")
         return tuple((kid, pem.encode() if isinstance(pem, str) else pem) for kid, pem in items)
-
-    def from_text(self, text: str) -> tuple[str, ...]:
-        return tuple(item.strip() for item in text.split(",") if item.strip())

@@ -1,8 +1,9 @@
-"""Every AUTH_* key, declared once: its default, how it is checked and read, and what it means.
+"""Every AUTH_* key, declared once: its default, its check, its type of value and its meaning.
 
 `AuthSettings` is the table: each field is one key (`AUTH_` + the field name in capitals).
-Validation (`from_config`), environment parsing (`settings_from_environment`) and the
-configuration reference (`reference_table`) are all derived from it.
+Validation (`from_config`), the defaults `init_app` writes to `app.config` (`setting_defaults`),
+each key's type of value (`setting_types`) and the configuration reference (`reference_table`)
+are all derived from it.
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ PLACEHOLDER_SECRETS = frozenset(
 PREFIX = "AUTH_"
 
 
-def setting(default: Any, kind: Kind, doc: str, *, shown: str | None = None) -> Any:
-    """Declare one key: its default, its kind, a one-line `doc`, and how the reference `shown`s
-    it."""
+def setting(default: Any, kind: Kind, doc: str, *, default_key: str | None = None) -> Any:
+    """Declare one key: its default, its kind and a one-line `doc`; with `default_key`, the
+    Flask key whose value is the default (`default` then stands for "unset")."""
     return dataclasses.field(
         default=default,
         repr=not kind.secret,
-        metadata={"kind": kind, "doc": doc, "shown": shown},
+        metadata={"kind": kind, "doc": doc, "default_key": default_key},
     )
 
 
@@ -62,13 +63,13 @@ class AuthSettings:
         Secret(),
         "HMAC key and server secret, 32+ random bytes; refused if a placeholder "
         "(outside debug and testing)",
-        shown="`SECRET_KEY`",
+        default_key="SECRET_KEY",
     )
     jwt_secret_key_fallbacks: tuple[bytes, ...] = setting(
         (),
         Secrets(),
         "old secrets that still verify after a change",
-        shown="`SECRET_KEY_FALLBACKS`",
+        default_key="SECRET_KEY_FALLBACKS",
     )
     jwt_private_key: bytes | None = setting(
         None, Pem(), "PEM private key for EdDSA, ES256 or RS256 (`flask auth keygen`)"
@@ -141,6 +142,12 @@ class AuthSettings:
         Choice(ARGON2_PROFILES),
         "argon2id parameters; `test` only under TESTING or DEBUG",
     )
+    session_check_pool_size: int = setting(
+        2,
+        PositiveInt(),
+        "connections each worker process keeps for the session check, besides the engine's "
+        "pool (see [Connections](operations.md#connections))",
+    )
     pgbouncer: bool = setting(
         False,
         Flag(),
@@ -201,27 +208,29 @@ def declared_settings() -> Iterator[tuple[str, dataclasses.Field[Any]]]:
         yield PREFIX + field.name.upper(), field
 
 
-def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The AUTH_* keys present in `environ`, read from text (durations in seconds, booleans
-    true/false, lists comma-separated); RuntimeError naming the key of unreadable text."""
-    config: dict[str, Any] = {}
-    for key, field in declared_settings():
-        if key in environ:
-            try:
-                config[key] = field.metadata["kind"].from_text(environ[key])
-            except SettingError as error:
-                raise RuntimeError(
-                    f"{key}: cannot read {environ[key]!r} from the environment "
-                    f"({error.problem}); {error.fix}."
-                ) from None
-    return config
+def setting_types() -> dict[str, str]:
+    """Each AUTH_* key and its type of value, for a host that reads the keys from text: `text`,
+    `boolean`, `integer`, `duration` (a timedelta, or seconds), `list` (of strings) or `secrets`
+    (a list of secrets, every character significant). A new dict on each call."""
+    return {key: field.metadata["kind"].value_type for key, field in declared_settings()}
+
+
+def setting_defaults() -> dict[str, Any]:
+    """Each AUTH_* key's default, for `app.config.setdefault`; not the keys whose default is
+    another key's value (AUTH_JWT_SECRET_KEY is SECRET_KEY unless set)."""
+    return {
+        key: field.default
+        for key, field in declared_settings()
+        if field.metadata["default_key"] is None
+    }
 
 
 def reference_table() -> str:
     """The configuration reference (docs/configuration.md), one row per key."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     for key, field in declared_settings():
-        shown = field.metadata["shown"] or field.metadata["kind"].show(field.default)
+        default_key = field.metadata["default_key"]
+        shown = f"`{default_key}`" if default_key else field.metadata["kind"].show(field.default)
         lines.append(f"| `{key}` | {shown} | {field.metadata['doc']} |")
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 from sqlalchemy.engine import make_url
 
+import config as service_config
 from app import create_app
 from app import db
 from flask_token_auth.engines import register_url_schemes
@@ -26,6 +27,16 @@ from flask_token_auth.models import User
 SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
 SERVER_URLS = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
+
+
+@pytest.fixture(autouse=True)
+def _no_configuration_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variable the reference service reads (`config.py`), and FLASK_DEBUG (Flask's
+    DEBUG, which relaxes the secret checks), unset for each test: a developer's shell cannot
+    change a result. A test sets what it means to read."""
+    for name in list(os.environ):
+        if name.startswith("AUTH_") or name in {*service_config.VARIABLES, "FLASK_DEBUG"}:
+            monkeypatch.delenv(name)
 
 
 @contextlib.contextmanager

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
 
 import config as service_config
+from config import auth_settings as from_environment
+from flask_token_auth import AuthManager
 from flask_token_auth.engines import register_url_schemes
 from flask_token_auth.keys import generate_key_pair_pem
 from flask_token_auth.settings import AuthSettings
 from flask_token_auth.settings import reference_table
-from flask_token_auth.settings import settings_from_environment as from_environment
+from flask_token_auth.settings import setting_defaults
+from flask_token_auth.settings import setting_types
 from tests.conftest import make_app
 from tests.conftest import SECRET
 
@@ -49,6 +56,29 @@ def test_defaults() -> None:
     assert result.cookie_secure is True
     assert result.cookie_samesite == "Strict"
     assert result.allow_registration is True
+
+
+def test_init_app_writes_the_defaults_into_app_config() -> None:
+    """After init_app, `app.config` holds the value in effect of each key (`setdefault`, as
+    Flask-SQLAlchemy does): the host's own values as it set them, the defaults elsewhere."""
+    app = Flask("host")
+    app.config.update(SECRET_KEY=STRONG_SECRET, SQLALCHEMY_DATABASE_URI="sqlite://")
+    app.config.update(AUTH_URL_PREFIX="/api/auth", AUTH_ACCESS_TOKEN_TTL=60)
+    db = SQLAlchemy()
+    db.init_app(app)
+
+    AuthManager(db=db).init_app(app)
+
+    assert app.config["AUTH_ACCESS_TOKEN_TTL"] == 60
+    assert app.config["AUTH_URL_PREFIX"] == "/api/auth"
+    assert app.config["AUTH_REFRESH_TOKEN_TTL"] == timedelta(days=7)
+    assert app.config["AUTH_COOKIE_SECURE"] is True
+    hosts = {"AUTH_URL_PREFIX": "/api/auth", "AUTH_ACCESS_TOKEN_TTL": 60}
+    assert {key: app.config[key] for key in setting_defaults()} == setting_defaults() | hosts
+    # Their default is Flask's SECRET_KEY and SECRET_KEY_FALLBACKS: a copy would be taken for
+    # the extension's own secret.
+    assert not {"AUTH_JWT_SECRET_KEY", "AUTH_JWT_SECRET_KEY_FALLBACKS"} & set(app.config)
+    assert len(setting_defaults()) == len(setting_types()) - 2
 
 
 def test_jwt_secret_key_takes_precedence_over_secret_key() -> None:
@@ -284,11 +314,43 @@ def test_from_environment_reads_nothing_from_an_empty_environment() -> None:
         ("AUTH_COOKIE_SECURE", "yes"),
         ("AUTH_ALLOW_REGISTRATION", "1"),
         ("AUTH_PASSWORD_MIN_LENGTH", "eight"),
+        ("AUTH_SESSION_TTL", "nan"),
+        ("AUTH_SESSION_TTL", "1e30"),
     ],
 )
 def test_from_environment_bad_value_names_the_key(key: str, raw: str) -> None:
-    with pytest.raises(RuntimeError, match=rf"^{key}: "):
+    with pytest.raises(RuntimeError, match=rf"^{key}: cannot read '{raw}' from the environment"):
         from_environment({key: raw})
+
+
+def test_from_environment_says_what_to_write() -> None:
+    with pytest.raises(RuntimeError) as info:
+        from_environment({"AUTH_COOKIE_SECURE": "yes"})
+
+    assert str(info.value) == (
+        "AUTH_COOKIE_SECURE: cannot read 'yes' from the environment (expected true or false); "
+        "write true or false."
+    )
+
+
+def test_every_key_is_read_by_the_type_the_extension_declares() -> None:
+    """config.py reads every type of value `setting_types()` names, so every AUTH_* key."""
+    samples: dict[str, tuple[str, Any]] = {
+        "text": ("x", "x"),
+        "boolean": ("false", False),
+        "integer": ("7", 7),
+        "duration": ("90", timedelta(seconds=90)),
+        "list": (" a, b,", ["a", "b"]),
+        "secrets": (" a,b,", [" a", "b"]),  # a secret's spaces are part of it
+    }
+    types = setting_types()
+    assert set(types.values()) == set(samples)
+
+    read = from_environment({key: samples[kind][0] for key, kind in types.items()})
+
+    assert read == {key: samples[kind][1] for key, kind in types.items()}
+    types["AUTH_URL_PREFIX"] = "integer"
+    assert setting_types()["AUTH_URL_PREFIX"] == "text"  # a copy: the declarations stay
 
 
 @pytest.mark.parametrize("key", TTL_KEYS)
@@ -335,6 +397,45 @@ def test_urls_operators_write_map_to_the_installed_drivers(url: str, driver: str
 
     assert engine.dialect.driver == driver
     engine.dispose()
+
+
+#: In a new interpreter: this one has mapped the URL schemes (conftest.py, config.py).
+REGISTRY_PROBE = """
+import sqlalchemy as sa
+from sqlalchemy.dialects import registry
+
+sa.create_engine("sqlite://").dispose()  # the host's engine loads its dialect first
+before = dict(registry.impls)
+
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from flask_token_auth import AuthManager
+
+app = Flask("host")
+app.config.update(SECRET_KEY="k" * 32, SQLALCHEMY_DATABASE_URI="sqlite://")
+db = SQLAlchemy()
+api_auth = AuthManager(db=db)
+db.init_app(app)
+api_auth.init_app(app)
+after = dict(registry.impls)
+print(sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name)))
+"""
+
+
+def test_the_extension_changes_no_dialect_of_the_process() -> None:
+    """Importing and constructing the extension and init_app leave SQLAlchemy's dialect
+    registry as it was (docs/host-app.md, What the extension touches): mapping `postgres://`
+    is the host's choice, `register_url_schemes()`."""
+    probe = subprocess.run(
+        [sys.executable, "-c", REGISTRY_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+    assert (probe.returncode, probe.stdout, probe.stderr) == (0, "[]\n", "")
 
 
 def test_the_reference_service_reads_its_environment_when_asked() -> None:

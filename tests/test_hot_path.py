@@ -19,16 +19,15 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+import config as service_config
 from app import db
 from flask_token_auth import auth_required
 from flask_token_auth import current_user
 from flask_token_auth.errors import InvalidToken
 from flask_token_auth.keys import load_key_set
 from flask_token_auth.models import AuthSession
-from flask_token_auth.session_check import _kept_connections
 from flask_token_auth.session_check import live_session_role
 from flask_token_auth.settings import AuthSettings
-from flask_token_auth.settings import settings_from_environment
 from flask_token_auth.state import auth_state
 from flask_token_auth.tokens import AccessClaims
 from flask_token_auth.tokens import AccessTokenVerifier
@@ -42,6 +41,8 @@ from tests.conftest import server_database
 from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import register
+from tests.pools import check_pool_of
+from tests.pools import idle_check_connections
 
 USERS = UserModel.builtin_users()
 
@@ -205,7 +206,7 @@ def test_the_cache_size_setting(tmp_path: Path) -> None:
     assert auth_state(application).access_tokens.signed_claims.cache_info().maxsize == 0
     assert SETTINGS.access_token_cache_size == 4096
     environment = {"AUTH_ACCESS_TOKEN_CACHE_SIZE": "0"}
-    assert settings_from_environment(environment) == {"AUTH_ACCESS_TOKEN_CACHE_SIZE": 0}
+    assert service_config.auth_settings(environment) == {"AUTH_ACCESS_TOKEN_CACHE_SIZE": 0}
     with application.app_context():
         db.engine.dispose()
 
@@ -236,7 +237,7 @@ def test_the_session_check_opens_no_orm_session(app: Flask) -> None:
 
 def test_live_session_role_on_every_database(app: Flask) -> None:
     """The live role, None for each reason a session is dead, a role change seen at once; on
-    PostgreSQL the pooled connection goes back out of autocommit."""
+    PostgreSQL the check's connections (autocommit) stay out of the engine's pool."""
     client, first, _ = logged_in(app)
     bob = register(client, "bob@example.com")["id"]
     second = claims_of(app, login(client, native=True).json["access_token"])
@@ -279,7 +280,7 @@ def test_live_session_role_on_every_database(app: Flask) -> None:
     if engine.dialect.name == "postgresql":
         engine.dispose()
         assert role(first) is None
-        assert queue_pool(engine).checkedin() == 1
+        assert (queue_pool(engine).checkedin(), check_pool_of(engine).pool.checkedin()) == (0, 1)
         pooled = engine.raw_connection()
         try:
             assert pooled.driver_connection.autocommit is False
@@ -291,7 +292,8 @@ def test_a_database_error_in_the_check_is_sqlalchemys_and_discards_the_connectio
     sqlite_app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A driver error becomes SQLAlchemy's, parameters hidden; the connection is closed, not
-    kept, none stays checked out; over HTTP a missing table is the extension's `server_error`."""
+    given back open, none stays checked out; over HTTP a missing table is the extension's
+    `server_error`."""
     client, claims, access_token = logged_in(sqlite_app)
     with sqlite_app.app_context():
         engine = db.engine
@@ -306,8 +308,7 @@ def test_a_database_error_in_the_check_is_sqlalchemys_and_discards_the_connectio
         )
 
     assert check() == "user"
-    kept = _kept_connections(engine)
-    assert len(kept.idle) == 1
+    (driver,) = idle_check_connections(engine)
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE auth_sessions"))
 
@@ -316,13 +317,17 @@ def test_a_database_error_in_the_check_is_sqlalchemys_and_discards_the_connectio
     assert caught.value.hide_parameters is True
     assert "no such table: auth_sessions" in str(caught.value)
     assert claims.session_id not in str(caught.value)
-    assert (queue_pool(engine).checkedout(), kept.idle) == (0, [])
+    checked_out = (queue_pool(engine).checkedout(), check_pool_of(engine).pool.checkedout())
+    assert (checked_out, idle_check_connections(engine)) == ((0, 0), [])
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        driver.cursor()
 
     response = client.get("/api/hello", headers=bearer(access_token))
     assert (response.status_code, response.json) == (500, SCHEMA_MISSING)
     assert "flask db upgrade" in caplog.text
     assert claims.session_id not in caplog.text
-    assert (queue_pool(engine).checkedout(), kept.idle) == (0, [])
+    checked_out = (queue_pool(engine).checkedout(), check_pool_of(engine).pool.checkedout())
+    assert (checked_out, idle_check_connections(engine)) == ((0, 0), [])
 
 
 @pytest.fixture
@@ -349,23 +354,23 @@ class _InterruptedLibpq:
 def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommit(
     postgresql_app: Flask,
 ) -> None:
-    """Interrupted in the middle of a query, the check's connection is closed, not kept; the
-    connections it keeps, in autocommit, never reach the engine's pool, whose transactions
-    stay transactions (a rollback undoes their work)."""
+    """Interrupted in the middle of a query, the check's connection is closed, not given back
+    open; the check's connections, in autocommit, never reach the engine's pool, whose
+    transactions stay transactions (a rollback undoes their work)."""
     with postgresql_app.app_context():
         engine = db.engine
     assert (
         live_session_role(engine, USERS, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
         is None
     )
-    kept = _kept_connections(engine)
-    ((driver, _),) = kept.idle
+    (driver,) = idle_check_connections(engine)
     assert driver.autocommit is True
     driver.pgconn = _InterruptedLibpq(driver.pgconn)
 
     with pytest.raises(KeyboardInterrupt):
         live_session_role(engine, USERS, session_id="s" * 32, user_id=1, now=datetime.now(UTC))
-    assert (kept.idle, driver.closed, queue_pool(engine).checkedout()) == ([], True, 0)
+    checked_out = (queue_pool(engine).checkedout(), check_pool_of(engine).pool.checkedout())
+    assert (idle_check_connections(engine), driver.closed, checked_out) == ([], True, (0, 0))
 
     with engine.connect() as connection:
         assert connection.connection.dbapi_connection.autocommit is False
@@ -375,17 +380,16 @@ def test_an_interrupted_check_keeps_no_connection_and_the_pool_none_in_autocommi
         assert connection.scalar(sa.text("SELECT to_regclass('interrupted_check')")) is None
 
 
-def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
+def test_a_connection_the_server_closed_is_replaced_within_the_check(
     postgresql_app: Flask,
 ) -> None:
-    """What pool_pre_ping does for the pool: a kept connection killed by the server (a restart,
-    an idle timeout) costs the check one more try on a new connection, not a 503."""
+    """What pool_pre_ping does for the pool: a check connection killed by the server (a
+    restart, an idle timeout) costs the check one more try on a new connection, not a 503."""
     with postgresql_app.app_context():
         engine = db.engine
     client, claims, access_token = logged_in(postgresql_app)
     assert client.get("/api/hello", headers=bearer(access_token)).status_code == 200
-    kept = _kept_connections(engine)
-    ((driver, _),) = kept.idle
+    (driver,) = idle_check_connections(engine)
     with engine.connect() as connection:
         killed = connection.scalar(
             sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
@@ -397,7 +401,7 @@ def test_a_kept_connection_the_server_closed_is_replaced_within_the_check(
         200,
         {"message": f"hello, user {claims.user_id}"},
     )
-    ((replacement, _),) = kept.idle
+    (replacement,) = idle_check_connections(engine)
     assert (driver.closed, replacement is driver, replacement.closed) == (True, False, False)
 
 
@@ -449,21 +453,23 @@ def test_only_the_compact_form_is_verified_or_remembered(respell: Any) -> None:
     assert checker.signed_claims.cache_info().currsize == 1
 
 
-def test_a_connection_in_use_during_dispose_is_not_kept(sqlite_app: Flask) -> None:
-    """`engine.dispose()` (a failover, new credentials) reaches the check too: the kept
-    connections close, and one in use at the time closes when given back, not kept."""
+def test_a_connection_in_use_during_dispose_is_not_taken_again(sqlite_app: Flask) -> None:
+    """`engine.dispose()` (a failover, new credentials) reaches the check too: its idle
+    connections close, and one in use at the time goes back to the old pool, never to a
+    check again."""
     logged_in(sqlite_app)
     with sqlite_app.app_context():
         engine = db.engine
-    kept = _kept_connections(engine)
-    in_use = kept.take(engine)
-    idle = kept.take(engine)
+    pool = check_pool_of(engine)
+    in_use, idle = pool.take(), pool.take()
     idle.release()
-    ((idle_driver, _),) = kept.idle
+    assert idle_check_connections(engine) == [idle.driver]
 
     engine.dispose()
     in_use.release()
-    assert kept.idle == []
-    for driver in (idle_driver, in_use.driver):
-        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
-            driver.cursor()
+    assert idle_check_connections(engine) == []
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        idle.driver.cursor()
+    fresh = pool.take()
+    assert fresh.driver not in (idle.driver, in_use.driver)
+    fresh.release()

@@ -247,6 +247,7 @@ def test_jwks_is_empty_for_hmac(client: FlaskClient) -> None:
     response = client.get("/auth/jwks.json")
 
     assert response.status_code == 200
+    assert response.mimetype == "application/json"
     assert response.json == {"keys": []}
 
 

@@ -24,7 +24,6 @@ import config as service_config
 from app import create_app
 from app import db
 from flask_token_auth import engine_options
-from flask_token_auth.session_check import _kept_connections
 from tests.conftest import app_with_tables
 from tests.conftest import new_database
 from tests.conftest import SECRET
@@ -34,6 +33,7 @@ from tests.helpers import login
 from tests.helpers import NATIVE
 from tests.helpers import register
 from tests.helpers import scalar
+from tests.pools import idle_check_connections
 
 # The races and the cross-host rotation of their own modules, run again here through PgBouncer.
 from tests.test_cross_host import (
@@ -202,7 +202,7 @@ def test_the_session_check_sends_its_statement_unnamed_and_sees_a_logout(app: Fl
     assert client.get("/api/hello", headers=bearer(access_token)).status_code == 200
     with app.app_context():
         engine = db.engine
-    kept = [driver for driver, _ in _kept_connections(engine).idle]
+    kept = idle_check_connections(engine)
     assert kept
     assert all(driver.prepare_threshold is None for driver in kept)
 

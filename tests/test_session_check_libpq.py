@@ -1,5 +1,5 @@
 """On PostgreSQL the session check runs its statement through libpq, prepared once on each
-connection it keeps: no psycopg cursor, and the same answers and errors as one."""
+connection of its pool: no psycopg cursor, and the same answers and errors as one."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from flask import Flask
 from app import db
 from flask_token_auth import engine_options
 from flask_token_auth.libpq import STATEMENT_NAME
-from flask_token_auth.session_check import _kept_connections
 from flask_token_auth.session_check import live_session_role
 from flask_token_auth.users import UserModel
 from tests.conftest import app_with_tables
@@ -25,6 +24,7 @@ from tests.conftest import server_database
 from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import register
+from tests.pools import idle_check_connections
 
 USERS = UserModel.builtin_users()
 
@@ -47,8 +47,8 @@ def engine_of(app: Flask) -> sa.Engine:
 
 
 def kept_driver(engine: sa.Engine) -> Any:
-    """The one connection the check keeps (a psycopg Connection)."""
-    ((driver, _),) = _kept_connections(engine).idle
+    """The one idle connection of the check's pool (a psycopg Connection)."""
+    (driver,) = idle_check_connections(engine)
     return driver
 
 
@@ -146,7 +146,7 @@ def test_a_database_error_through_libpq_is_psycopgs_then_sqlalchemys(
         assert caught.value.orig.sqlstate == "42P01"
         assert 'relation "auth_sessions" does not exist' in str(caught.value)
         assert caught.value.hide_parameters is True
-        assert (driver.closed, _kept_connections(engine).idle) == (True, [])
+        assert (driver.closed, idle_check_connections(engine)) == (True, [])
 
         response = client.get("/api/hello", headers=bearer(access_token))
         assert (response.status_code, response.json) == (500, SCHEMA_MISSING)
