@@ -131,17 +131,28 @@ class TokenAuth(httpx.Auth):
     error raises it (httpx lets no auth flow catch it) and keeps the old token, which the next
     request, or one waiting on that refresh, replays: the server's grace window (10 s) answers
     with the session's live token. `prefix`: the auth routes' path from the server's root.
+    `device_token`: the value of `self.device_token` after an earlier login, kept by the app
+    across runs: failed logins from a known device do not count against the account's
+    ceiling, so a guesser elsewhere cannot lock its owner out of this app.
     """
 
     requires_response_body = True
 
     def __init__(
-        self, store: TokenStore, *, prefix: str = "/auth", base_url: str | None = None
+        self,
+        store: TokenStore,
+        *,
+        prefix: str = "/auth",
+        base_url: str | None = None,
+        device_token: str | None = None,
     ) -> None:
         if not prefix.startswith("/") or prefix.endswith("/"):
             raise ValueError(f"prefix must be a path such as '/auth', not {prefix!r}")
         self.store = store
         self.prefix = prefix
+        #: This device's token from the server's last login answer (not a secret of the
+        #: session: it survives log_out; keep it to pass to the next TokenAuth).
+        self.device_token = device_token
         # Threat: tokens sent to another host. Only this server's requests carry them; it is
         # `base_url`, or the client's base_url at log_in.
         self._server = httpx.URL(base_url) if base_url else None
@@ -157,17 +168,22 @@ class TokenAuth(httpx.Auth):
 
     def log_in(self, client: httpx.Client, email: str, password: str) -> None:
         """POST {prefix}/login; save the refresh token, keep the access token. LoginFailed."""
-        body = {"email": email, "password": password}
-        response = client.post(self._url(client, "login"), **_native(body))
+        response = client.post(self._url(client, "login"), **_native(self._login(email, password)))
         with self._thread_lock:
             self._adopt(response.status_code, response.read(), LoginFailed)
 
     async def log_in_async(self, client: httpx.AsyncClient, email: str, password: str) -> None:
         """`log_in` on an AsyncClient."""
-        body = {"email": email, "password": password}
+        body = self._login(email, password)
         response = await client.post(self._url(client, "login"), **_native(body))
         async with self._async_lock:
             self._adopt(response.status_code, await response.aread(), LoginFailed)
+
+    def _login(self, email: str, password: str) -> dict[str, str]:
+        body = {"email": email, "password": password}
+        if self.device_token is not None:
+            body["device_token"] = self.device_token
+        return body
 
     def log_out(self, client: httpx.Client) -> None:
         """Clear the store, then POST {prefix}/logout with the token it held; httpx's
@@ -276,6 +292,7 @@ class TokenAuth(httpx.Auth):
         if status == 200 and "access_token" in body and "refresh_token" in body:
             # Saved first: the old token is spent now, and a crash must not lose the new one.
             self.store.save(body["refresh_token"])
+            self.device_token = body.get("device_token", self.device_token)
             self._current = (body["access_token"], self._current[1] + 1)
             return body["access_token"], self._current[1]
         error = body.get("error")

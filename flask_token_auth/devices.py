@@ -1,8 +1,11 @@
-"""Device cookies: a browser that logged in to an account before is known to it, and passes the
-account's ceiling on failed logins (threat: a guesser elsewhere locking the owner out).
+"""Device tokens: a browser or app that logged in to an account before is known to it, and
+passes the account's ceiling on failed logins (threat: a guesser elsewhere locking the owner
+out).
 
 The scheme of OWASP's "Slow Down Online Guessing Attacks with Device Cookies": failures from a
-known device count against that device alone; the rest count against the account.
+known device count against that device alone; the rest count against the account. A browser
+keeps its tokens in the `device_token` cookie; a native client (the body transport) gets them
+as `device_token` in the login's JSON answer and sends them back in the next login's body.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 from flask import request
 from flask import Response
 
 from .errors import BadCredentials
+from .errors import InvalidRequest
 from .state import AuthState
 
 DEVICE_COOKIE = "device_token"
+#: The login body's and the native token response's field.
+DEVICE_FIELD = "device_token"
 #: How long a browser stays known to an account after its last successful login there.
 DEVICE_TOKEN_LIFETIME = timedelta(days=365)
 #: Accounts one browser is known to (a shared computer); the oldest is forgotten first.
@@ -31,6 +38,8 @@ NONCE_BYTES = 16
 # `issued.nonce.signature`: seconds since 1970, then hex.
 _TOKEN = re.compile(r"([0-9]{1,12})\.([0-9a-f]{32})\.([0-9a-f]{64})")
 _SEPARATOR = "~"
+#: The most a device value can be: MAX_DEVICE_TOKENS tokens and their separators.
+MAX_DEVICE_VALUE_LENGTH = MAX_DEVICE_TOKENS * (12 + 1 + 32 + 1 + 64) + MAX_DEVICE_TOKENS - 1
 
 
 def new_device_token(account: str, *, secret_key: bytes, now: datetime) -> str:
@@ -64,16 +73,32 @@ def _signature(secret_key: bytes, account: str, issued: str, nonce: str) -> str:
     return hmac.new(secret_key, message, hashlib.sha256).hexdigest()
 
 
+def sent_device_value(body: dict[str, Any]) -> str | None:
+    """The `device_token` of a login body (a native client's device), None without one;
+    InvalidRequest if it is not a string of at most MAX_DEVICE_VALUE_LENGTH characters."""
+    value = body.get(DEVICE_FIELD)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_DEVICE_VALUE_LENGTH:
+        raise InvalidRequest(
+            f"{DEVICE_FIELD}: must be a string of at most {MAX_DEVICE_VALUE_LENGTH} characters"
+        )
+    return value
+
+
 @contextlib.contextmanager
-def failures_limited(state: AuthState, account: str, *, now: datetime) -> Iterator[None]:
+def failures_limited(
+    state: AuthState, account: str, *, sent: str | None, now: datetime
+) -> Iterator[None]:
     """Guard a login to `account`: RateLimited before any work once its failures are used up,
-    and one failure counted if the block raises BadCredentials.
+    and one failure counted if the block raises BadCredentials. `sent`: the device value of a
+    native client's login body, if any.
 
     Failures count against the request's known device for the account while it has some left,
     else against the account's ceiling (unknown accounts alike, so a 429 reveals nothing).
     """
     limits = state.rate_limits
-    nonce = presented_device(state, account, now=now)
+    nonce = presented_device(state, account, sent=sent, now=now)
     if nonce is not None and limits.allows("login_device", nonce):
         name, key = "login_device", nonce
     else:
@@ -88,10 +113,13 @@ def failures_limited(state: AuthState, account: str, *, now: datetime) -> Iterat
         raise
 
 
-def presented_device(state: AuthState, account: str, *, now: datetime) -> str | None:
-    """The nonce of this request's device token for `account`, if its device cookie holds one."""
+def presented_device(
+    state: AuthState, account: str, *, sent: str | None, now: datetime
+) -> str | None:
+    """The nonce of this request's device token for `account`, if its device cookie or `sent`
+    holds one."""
     secret_keys = state.settings.secret_keys
-    for token in _presented_tokens():
+    for token in _presented_tokens(sent):
         nonce = device_nonce(token, account, secret_keys=secret_keys, now=now)
         if nonce is not None:
             return nonce
@@ -99,21 +127,15 @@ def presented_device(state: AuthState, account: str, *, now: datetime) -> str | 
 
 
 def remember_device(response: Response, state: AuthState, account: str, *, now: datetime) -> None:
-    """Set the device cookie after a successful login to `account`: a new token for it first,
-    then the browser's tokens for other accounts (HttpOnly, Path = the auth prefix). Nothing
-    when the rate limits are off: the cookie would exempt the browser from nothing."""
-    if not state.rate_limits.enabled:
+    """Set the device cookie after a successful login to `account` (HttpOnly, Path = the auth
+    prefix). Nothing when the rate limits are off: it would exempt the browser from nothing."""
+    value = device_value(state, account, sent=None, now=now)
+    if value is None:
         return
     settings = state.settings
-    others = [
-        token
-        for token in _presented_tokens()
-        if device_nonce(token, account, secret_keys=settings.secret_keys, now=now) is None
-    ]
-    fresh = new_device_token(account, secret_key=settings.jwt_secret_key, now=now)
     response.set_cookie(
         DEVICE_COOKIE,
-        _SEPARATOR.join([fresh, *others][:MAX_DEVICE_TOKENS]),
+        value,
         max_age=int(DEVICE_TOKEN_LIFETIME.total_seconds()),
         path=settings.url_prefix,
         httponly=True,  # threat: XSS carrying the token to a guesser's own requests
@@ -123,8 +145,25 @@ def remember_device(response: Response, state: AuthState, account: str, *, now: 
     )
 
 
-def _presented_tokens() -> list[str]:
-    """The well-formed tokens of the request's device cookie, at most MAX_DEVICE_TOKENS."""
-    cookie = request.cookies.get(DEVICE_COOKIE, "")
-    tokens = cookie.split(_SEPARATOR, MAX_DEVICE_TOKENS)[:MAX_DEVICE_TOKENS]
+def device_value(state: AuthState, account: str, *, sent: str | None, now: datetime) -> str | None:
+    """What a device keeps after a successful login to `account`: a new token for it first,
+    then the device's tokens for other accounts (from its cookie or `sent`). None when the
+    rate limits are off."""
+    if not state.rate_limits.enabled:
+        return None
+    settings = state.settings
+    others = [
+        token
+        for token in _presented_tokens(sent)
+        if device_nonce(token, account, secret_keys=settings.secret_keys, now=now) is None
+    ]
+    fresh = new_device_token(account, secret_key=settings.jwt_secret_key, now=now)
+    return _SEPARATOR.join([fresh, *others][:MAX_DEVICE_TOKENS])
+
+
+def _presented_tokens(sent: str | None) -> list[str]:
+    """The well-formed tokens of `sent`, else of the request's device cookie, at most
+    MAX_DEVICE_TOKENS."""
+    value = sent if sent is not None else request.cookies.get(DEVICE_COOKIE, "")
+    tokens = value.split(_SEPARATOR, MAX_DEVICE_TOKENS)[:MAX_DEVICE_TOKENS]
     return [token for token in tokens if _TOKEN.fullmatch(token)]

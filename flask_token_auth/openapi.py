@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .accounts import MAX_LOGIN_LENGTH
+from .devices import MAX_DEVICE_VALUE_LENGTH
 from .settings import AuthSettings
 from .tokens import REFRESH_TOKEN_BYTES
 from .users import UserModel
@@ -22,6 +23,7 @@ _REFRESH_TOKEN = {"type": "string", "pattern": f"^[0-9a-f]{{{2 * REFRESH_TOKEN_B
 # What `validation.is_session_id` accepts (a test keeps the two equal); 64 is the column's length.
 _SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "maxLength": 64}
 _LOGIN_VALUE = {"type": "string", "maxLength": MAX_LOGIN_LENGTH}
+_DEVICE = {"type": "string", "maxLength": MAX_DEVICE_VALUE_LENGTH}
 
 
 def openapi_document(settings: AuthSettings, users: UserModel) -> dict[str, Any]:
@@ -69,6 +71,8 @@ def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, A
         schema["required"] = ["password"]
         schema["oneOf"] = [{"required": [name]} for name in login_fields]
         login["required"] = True
+    # A native client's device tokens, from its last login's answer (docs/security.md).
+    login["content"]["application/json"]["schema"]["properties"]["device_token"] = _DEVICE
     refresh_token = _form({"refresh_token": _REFRESH_TOKEN}, required=False)
     return {
         "/register": {
@@ -270,6 +274,7 @@ def _schemas() -> dict[str, Any]:
                 "expires_in": {"type": "integer"},
                 "refresh_token": _REFRESH_TOKEN,
                 "csrf_token": _STRING,
+                "device_token": _DEVICE,
                 "user": _USER,
             },
         },

@@ -31,6 +31,8 @@ from .validation import printable
 
 REFRESH_COOKIE = "refresh_token"
 CSRF_COOKIE = "csrf_token"
+#: The CSRF cookie's name where it is Secure and host-only: no sibling subdomain can set it.
+HOST_CSRF_COOKIE = "__Host-csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TRANSPORT_HEADER = "X-Token-Transport"
 MAX_USER_AGENT_LENGTH = 512
@@ -204,26 +206,52 @@ def _shown(text: str) -> str:
     return text[:200] if is_storable(text) and text.isprintable() else "?"
 
 
+def csrf_cookie_name(state: AuthState) -> str:
+    """`__Host-csrf_token` when the cookies are Secure and host-only (no AUTH_COOKIE_DOMAIN),
+    else `csrf_token`.
+
+    Threat: cookie tossing. A sibling subdomain can set a `refresh_token` cookie for our host
+    (Domain=the parent), its own session's, with the CSRF value bound to it, to log the
+    victim's browser into the attacker's session. It cannot set a `__Host-` cookie, and the
+    CSRF value must be bound to the refresh token presented, so a tossed refresh cookie fails
+    the check. The refresh cookie keeps its name: `__Host-` requires `Path=/`, and it is sent
+    to the auth prefix only.
+    """
+    settings = state.settings
+    return (
+        HOST_CSRF_COOKIE if settings.cookie_secure and not settings.cookie_domain else CSRF_COOKIE
+    )
+
+
 def _check_csrf(state: AuthState, refresh_token: str) -> None:
     # Threat: CSRF. Double submit, bound to this refresh token, compared in constant time.
     header = request.headers.get(CSRF_HEADER, "")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    cookie_name = csrf_cookie_name(state)
+    cookie = request.cookies.get(cookie_name, "")
     bound = any(
         tokens_match(header, csrf_token_for(refresh_token, secret_key=secret))
         for secret in state.settings.secret_keys  # a value made before a key change still binds
     )
     if not (header and tokens_match(header, cookie) and bound):
-        raise CsrfFailed(f"the {CSRF_HEADER} header must equal the {CSRF_COOKIE} cookie")
+        raise CsrfFailed(f"the {CSRF_HEADER} header must equal the {cookie_name} cookie")
 
 
 def token_response(
-    state: AuthState, issued: IssuedTokens, *, now: datetime, include_user: bool, native: bool
+    state: AuthState,
+    issued: IssuedTokens,
+    *,
+    now: datetime,
+    include_user: bool,
+    native: bool,
+    extra: Mapping[str, str] | None = None,
 ) -> Response:
-    """The token JSON, with the refresh token in the body (`native`) or in cookies (browser)."""
+    """The token JSON (with the `extra` fields), the refresh token in the body (`native`) or in
+    cookies (browser)."""
     body: dict[str, Any] = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
+        **(extra or {}),
     }
     if include_user:
         body["user"] = issued.user
@@ -236,14 +264,14 @@ def token_response(
     response = jsonify(body)
     max_age = max(0, int((issued.refresh_expires_at - now).total_seconds()))
     _set_cookie(response, state, REFRESH_COOKIE, issued.refresh_token, max_age=max_age)
-    _set_cookie(response, state, CSRF_COOKIE, csrf, max_age=max_age)
+    _set_cookie(response, state, csrf_cookie_name(state), csrf, max_age=max_age)
     return response
 
 
 def clear_token_cookies(response: Response, state: AuthState) -> None:
     """Expire both cookies (only on a definitive end of the session)."""
     _set_cookie(response, state, REFRESH_COOKIE, "", max_age=0)
-    _set_cookie(response, state, CSRF_COOKIE, "", max_age=0)
+    _set_cookie(response, state, csrf_cookie_name(state), "", max_age=0)
 
 
 def _set_cookie(

@@ -82,14 +82,18 @@ def login() -> Response:
     # Every attempt per account from one address; failures alone per account from all
     # addresses, where a browser that logged in before is exempt (docs/security.md).
     state.rate_limits.hit("login_address", f"{account} {client_key()}")
+    sent = devices.sent_device_value(body)
     now = datetime.now(UTC)
-    with devices.failures_limited(state, account, now=now), metrics.timed("login"):
+    with devices.failures_limited(state, account, sent=sent, now=now), metrics.timed("login"):
         issued = retried(sessions.login, state, credentials=body, client=client_info(), now=now)
     native = wants_body_transport()
-    response = token_response(state, issued, now=now, include_user=True, native=native)
-    if not native:  # native clients get no cookies
-        devices.remember_device(response, state, account, now=now)
-        _revoke_replaced_session(state, now=now)
+    if native:  # native clients get no cookies: their device token comes in the body
+        device = devices.device_value(state, account, sent=sent, now=now)
+        extra = {} if device is None else {devices.DEVICE_FIELD: device}
+        return token_response(state, issued, now=now, include_user=True, native=True, extra=extra)
+    response = token_response(state, issued, now=now, include_user=True, native=False)
+    devices.remember_device(response, state, account, now=now)
+    _revoke_replaced_session(state, now=now)
     return response
 
 

@@ -7,12 +7,10 @@ TEST_REQUIRE_BROWSER=1, which turns a skip into a failure.
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -25,11 +23,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import app_with_tables
+from tests.conftest import PASSWORD
 from tests.conftest import SECRET
+from tests.helpers import bearer
+from tests.helpers import call
 from tests.helpers import gunicorn
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 # Flags that keep a headless Chromium off the network it cannot reach and out of the sandbox
 # that root cannot use.
@@ -42,9 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PASSWORD = "correct horse battery"
 SCREENSHOT = os.environ.get("DEMO_SCREENSHOT")
-GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +97,8 @@ class Site:
         return count
 
     def register(self, email: str) -> None:
-        request = urllib.request.Request(  # noqa: S310 (a loopback URL the test built)
-            self.base + "/auth/register",
-            data=json.dumps({"email": email, "password": PASSWORD}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+        status, _, body = call(self.base, "/auth/register", {"email": email, "password": PASSWORD})
+        assert status == 201, body
 
 
 @pytest.fixture
@@ -158,9 +151,7 @@ def test_demo_page_register_login_reload_and_storage(
     assert stored["local"] == {}
     assert stored["session"] == {}
     assert [c.split("=")[0] for c in stored["cookie"].split("; ")] == ["csrf_token"]
-    assert stored["access"] not in json.dumps(
-        [stored["local"], stored["session"], stored["cookie"]]
-    )
+    assert call(site.base, "/auth/me", headers=bearer(stored["access"]))[0] == 200
     cookies = {c["name"]: c for c in context.cookies()}
     assert cookies["refresh_token"]["httpOnly"] is True
     assert cookies["refresh_token"]["value"] not in stored["cookie"]
@@ -172,17 +163,13 @@ def test_demo_page_register_login_reload_and_storage(
 
     # Logout clears everything: the cookies, the token in memory, the page.
     old_access = page.evaluate("window.demoAuth.accessToken")
+    assert call(site.base, "/auth/me", headers=bearer(old_access))[0] == 200
     page.click("#logout")
     page.wait_for_selector("#signed-out:not([hidden])")
     assert page.evaluate("document.cookie") == ""
     assert page.evaluate("window.demoAuth.accessToken") is None
     assert {c["name"] for c in context.cookies()} == set()
-    request = urllib.request.Request(  # noqa: S310
-        site.base + "/auth/me", headers={"Authorization": f"Bearer {old_access}"}
-    )
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)  # noqa: S310
-    assert refused.value.code == 401
+    assert call(site.base, "/auth/me", headers=bearer(old_access))[0] == 401
     context.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from datetime import timedelta
 from datetime import UTC
@@ -29,9 +28,11 @@ from tests.helpers import bearer
 from tests.helpers import execute
 from tests.helpers import login
 from tests.helpers import NATIVE
+from tests.helpers import refresh_native
 from tests.helpers import register
 from tests.helpers import rows
 from tests.helpers import scalar
+from tests.helpers import token_hash
 
 EMAIL = "ada@example.com"
 
@@ -58,15 +59,16 @@ def _sessions_of(app: Flask, email: str) -> list[AuthSession]:
 
 
 def _session_of_token(app: Flask, refresh_token: str) -> str:
-    token_hash = hashlib.sha256(bytes.fromhex(refresh_token)).hexdigest()
     session_id: str = scalar(
-        app, "SELECT session_id FROM refresh_tokens WHERE token_hash = :hash", hash=token_hash
+        app,
+        "SELECT session_id FROM refresh_tokens WHERE token_hash = :hash",
+        hash=token_hash(refresh_token),
     )
     return session_id
 
 
 def _refresh(client: FlaskClient, refresh_token: str) -> tuple[int, dict[str, object]]:
-    response = client.post("/auth/refresh", json={"refresh_token": refresh_token}, headers=NATIVE)
+    response = refresh_native(client, refresh_token)
     body = response.json
     assert isinstance(body, dict)
     return response.status_code, body

@@ -4,40 +4,22 @@ the live token, and nothing answers 5xx, on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
+from tests.helpers import call
 from tests.helpers import gunicorn
 from tests.helpers import scalar
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 RACERS = 64
-
-
-def post(base: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(  # noqa: S310 (a loopback URL the test built)
-        base + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "X-Token-Transport": "body"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 @pytest.fixture
@@ -53,22 +35,22 @@ def two_hosts(app: Flask, database_url: str, tmp_path: Path) -> Iterator[list[st
 def test_sixty_four_refreshes_over_two_hosts_rotate_once(app: Flask, two_hosts: list[str]) -> None:
     first, second = two_hosts
     credentials = {"email": "ada@example.com", "password": PASSWORD}
-    assert post(first, "/auth/register", credentials)[0] == 201
-    status, tokens = post(second, "/auth/login", credentials)
+    assert call(first, "/auth/register", credentials)[0] == 201
+    status, _, tokens = call(second, "/auth/login", credentials)
     assert status == 200
     token = tokens["refresh_token"]
 
     with ThreadPoolExecutor(max_workers=RACERS) as pool:
         answers = list(
             pool.map(
-                lambda n: post(two_hosts[n % 2], "/auth/refresh", {"refresh_token": token}),
+                lambda n: call(two_hosts[n % 2], "/auth/refresh", {"refresh_token": token}),
                 range(RACERS),
             )
         )
 
-    assert [status for status, _ in answers] == [200] * RACERS
-    assert len({body["refresh_token"] for _, body in answers}) == 1  # every one got the live token
+    assert [status for status, _, _ in answers] == [200] * RACERS
+    assert len({body["refresh_token"] for _, _, body in answers}) == 1  # all got the live token
     assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == 2  # one rotation, no fork
     assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NOT NULL") == 0
-    live = answers[0][1]["refresh_token"]
-    assert post(first, "/auth/refresh", {"refresh_token": live})[0] == 200
+    live = answers[0][2]["refresh_token"]
+    assert call(first, "/auth/refresh", {"refresh_token": live})[0] == 200

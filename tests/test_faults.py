@@ -5,8 +5,6 @@ time, and service resumes when it is back, without restarting gunicorn."""
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -14,9 +12,8 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -27,37 +24,24 @@ from flask_token_auth.tokens import successor_refresh_token
 from tests.conftest import app_with_tables
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
+from tests.helpers import call
 from tests.helpers import free_port
 from tests.helpers import gunicorn
+from tests.helpers import rows
 from tests.helpers import scalar
+from tests.helpers import token_hash
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 OUTAGE_SECONDS = 3
 BOUND_SECONDS = 10
+#: The bound of a request made in a thread the test joins: no longer than the join waits.
+REQUEST_SECONDS = 30
 
 
-def call(base: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-    """(status, headers, JSON body) of one request; never raises for an HTTP status."""
-    request = urllib.request.Request(  # noqa: S310 (a loopback URL the test built)
-        base + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={
-            "Content-Type": "application/json",
-            "X-Token-Transport": "body",
-            **(headers or {}),
-        },
-        method="POST" if body is not None else "GET",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, response.headers, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, json.loads(error.read() or b"null")
-
-
-def serve(module: str, database_url: str, tmp_path: Path, **env: str) -> Any:
-    """One worker of `module` on `database_url` (a context manager giving the base URL)."""
+def serve(
+    module: str, database_url: str, tmp_path: Path, **env: str
+) -> AbstractContextManager[str]:
+    """One worker of `module` on `database_url`: gunicorn, giving its base URL."""
     environment = {"DATABASE_URL": database_url, "SECRET_KEY": SECRET}
     environment |= {"AUTH_RATELIMIT_ENABLED": "false", **env}
     return gunicorn(module, environment, tmp_path / "gunicorn.log", workers=1)
@@ -83,9 +67,15 @@ def test_a_worker_killed_mid_rotation_leaves_exactly_one_working_token(
         old = log_in(base)["refresh_token"]
         pause_file.write_text("")
         outcome: list[Any] = []
-        rotation = threading.Thread(
-            target=lambda: outcome.append(_try(call, base, "/auth/refresh", {"refresh_token": old}))
-        )
+
+        def rotate() -> None:
+            try:
+                body = {"refresh_token": old}
+                outcome.append(call(base, "/auth/refresh", body, timeout=REQUEST_SECONDS))
+            except Exception as error:  # the connection dies with the worker
+                outcome.append(error)
+
+        rotation = threading.Thread(target=rotate)
         rotation.start()
         deadline = time.monotonic() + 20
         while not pause_file.read_text() and time.monotonic() < deadline:
@@ -99,29 +89,14 @@ def test_a_worker_killed_mid_rotation_leaves_exactly_one_working_token(
 
         time.sleep(1)  # the master starts a new worker
         new = successor_refresh_token(old, secret_key=SECRET.encode())
-        assert (
-            scalar(app, "SELECT used_at FROM refresh_tokens WHERE token_hash = :h", h=sha(old))
-            is None
-        )
-        assert (
-            scalar(app, "SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = :h", h=sha(new))
-            == 0
-        )
+        query = "SELECT used_at FROM refresh_tokens WHERE token_hash = :h"
+        assert [row.used_at for row in rows(app, query, h=token_hash(old))] == [None]  # unspent
+        query = "SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = :h"
+        assert scalar(app, query, h=token_hash(new)) == 0
         status, _, body = call(base, "/auth/refresh", {"refresh_token": new})
         assert (status, body["error"]) == (401, "invalid_grant")
         status, _, body = call(base, "/auth/refresh", {"refresh_token": old})
         assert status == 200, body
-
-
-def _try(function: Any, *args: Any) -> Any:
-    try:
-        return function(*args)
-    except Exception as error:  # the connection dies with the worker
-        return error
-
-
-def sha(token: str) -> str:
-    return hashlib.sha256(bytes.fromhex(token)).hexdigest()
 
 
 # --- a PostgreSQL server of our own, stopped under load ---------------------------------
@@ -176,7 +151,8 @@ def test_a_database_outage_is_503s_in_bounded_time_then_service_resumes(
             def load() -> None:
                 while running.is_set():
                     started = time.monotonic()
-                    status, headers, body = call(base, "/api/hello", headers=bearer)
+                    answer = call(base, "/api/hello", headers=bearer, timeout=REQUEST_SECONDS)
+                    status, headers, body = answer
                     answers.append((time.monotonic() - started, status, headers, body))
 
             workers = [threading.Thread(target=load) for _ in range(4)]

@@ -18,16 +18,11 @@ from flask_token_auth.validation import is_session_id
 from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import NATIVE
+from tests.helpers import refresh_cookie
 from tests.helpers import register
 from tests.helpers import rows
 
 BOB = "bob@example.com"
-
-
-def refresh_cookie(client: FlaskClient) -> str:
-    cookie = client.get_cookie("refresh_token", path="/auth")
-    assert cookie is not None
-    return cookie.value
 
 
 def login_session(client: FlaskClient, email: str = "ada@example.com") -> dict[str, str]:

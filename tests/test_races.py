@@ -16,6 +16,7 @@ from tests.conftest import PASSWORD
 from tests.helpers import bearer
 from tests.helpers import login
 from tests.helpers import NATIVE
+from tests.helpers import refresh_native
 from tests.helpers import register
 from tests.helpers import scalar
 
@@ -40,12 +41,6 @@ def session_is_revoked(app: Flask, session_id: str) -> bool:
     return revoked is not None
 
 
-def refresh(app: Flask, refresh_token: str) -> TestResponse:
-    return app.test_client().post(
-        "/auth/refresh", json={"refresh_token": refresh_token}, headers=NATIVE
-    )
-
-
 def revoke_by(kind: str, app: Flask, access_token: str, session_id: str) -> TestResponse:
     client = app.test_client()
     if kind == "logout":
@@ -66,7 +61,7 @@ def test_a_revocation_racing_a_refresh_always_wins(app: Flask, kind: str) -> Non
         session_id = me["session_id"]
 
         refreshed, revoked = together(
-            partial(refresh, app, issued["refresh_token"]),
+            partial(refresh_native, app.test_client(), issued["refresh_token"]),
             partial(revoke_by, kind, app, issued["access_token"], session_id),
         )
 
@@ -78,10 +73,7 @@ def test_a_revocation_racing_a_refresh_always_wins(app: Flask, kind: str) -> Non
             after = refreshed.json
             client = app.test_client()
             assert client.get("/auth/me", headers=bearer(after["access_token"])).status_code == 401
-            again = client.post(
-                "/auth/refresh", json={"refresh_token": after["refresh_token"]}, headers=NATIVE
-            )
-            assert again.status_code == 401
+            assert refresh_native(client, after["refresh_token"]).status_code == 401
 
 
 def test_a_login_in_flight_during_a_password_change_ends_revoked(app: Flask) -> None:
@@ -110,8 +102,5 @@ def test_a_login_in_flight_during_a_password_change_ends_revoked(app: Flask) -> 
             tokens = logged_in.json
             client = app.test_client()
             assert client.get("/auth/me", headers=bearer(tokens["access_token"])).status_code == 401
-            refreshed = client.post(
-                "/auth/refresh", json={"refresh_token": tokens["refresh_token"]}, headers=NATIVE
-            )
-            assert refreshed.status_code == 401
+            assert refresh_native(client, tokens["refresh_token"]).status_code == 401
         password = new_password

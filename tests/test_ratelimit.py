@@ -21,6 +21,7 @@ from flask_token_auth.ratelimit import storage_options
 from tests.conftest import app_with_tables
 from tests.conftest import make_app
 from tests.conftest import PASSWORD
+from tests.helpers import assert_rate_limited
 from tests.helpers import bearer
 from tests.helpers import csrf_header
 from tests.helpers import login
@@ -33,16 +34,6 @@ LIMITED = {"AUTH_RATELIMIT_ENABLED": True}
 
 def from_ip(ip: str) -> dict[str, Any]:
     return {"environ_base": {"REMOTE_ADDR": ip}}
-
-
-def assert_rate_limited(response: Any, *, window: int = 60) -> None:
-    assert response.status_code == 429
-    assert response.json == {
-        "error": "rate_limited",
-        "error_description": "too many attempts; retry later",
-    }
-    assert 1 <= int(response.headers["Retry-After"]) <= window
-    assert "Set-Cookie" not in response.headers
 
 
 @pytest.mark.parametrize("app_config", [LIMITED | {"AUTH_RATELIMIT_LOGIN": "3/minute"}])

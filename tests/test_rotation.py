@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -33,12 +32,16 @@ from tests.conftest import make_app
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
 from tests.helpers import bearer
+from tests.helpers import CSRF_COOKIE
 from tests.helpers import csrf_header
+from tests.helpers import event_types
 from tests.helpers import login
 from tests.helpers import NATIVE
+from tests.helpers import refresh_native
 from tests.helpers import register
 from tests.helpers import rows
 from tests.helpers import scalar
+from tests.helpers import token_hash
 
 CLIENT = ClientInfo(ip="192.0.2.1", user_agent="pytest")
 GRACE = timedelta(seconds=10)
@@ -46,18 +49,12 @@ MICRO = timedelta(microseconds=1)
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def sha256(token: str) -> str:
-    return hashlib.sha256(bytes.fromhex(token)).hexdigest()
-
-
-def refresh_native(client: FlaskClient, token: object) -> Any:
-    return client.post("/auth/refresh", json={"refresh_token": token}, headers=NATIVE)
-
-
 def token_row(app: Flask, token: str) -> Any:
     """The committed row of a token, with typed (aware UTC) datetimes."""
     with app.app_context(), db.engine.connect() as connection:
-        query = sa.select(RefreshToken.__table__).where(RefreshToken.token_hash == sha256(token))
+        query = sa.select(RefreshToken.__table__).where(
+            RefreshToken.token_hash == token_hash(token)
+        )
         return connection.execute(query).one()
 
 
@@ -65,10 +62,6 @@ def session_row(app: Flask, session_id: str) -> Any:
     with app.app_context(), db.engine.connect() as connection:
         query = sa.select(AuthSession.__table__).where(AuthSession.id == session_id)
         return connection.execute(query).one()
-
-
-def event_types(app: Flask) -> list[str]:
-    return [row.type for row in rows(app, "SELECT type FROM auth_events ORDER BY id")]
 
 
 def service_login(app: Flask, now: datetime = T0) -> sessions.IssuedTokens:
@@ -119,7 +112,7 @@ def test_cookie_refresh_rotates_cookie_and_csrf(app: Flask, client: FlaskClient)
     register(client)
     login(client)
     before = client.get_cookie("refresh_token", path="/auth")
-    csrf_before = client.get_cookie("csrf_token")
+    csrf_before = client.get_cookie(CSRF_COOKIE)
     assert before is not None
     assert csrf_before is not None
     response = client.post(
@@ -127,7 +120,7 @@ def test_cookie_refresh_rotates_cookie_and_csrf(app: Flask, client: FlaskClient)
     )
     assert response.status_code == 200
     after = client.get_cookie("refresh_token", path="/auth")
-    csrf_after = client.get_cookie("csrf_token")
+    csrf_after = client.get_cookie(CSRF_COOKIE)
     assert after is not None
     assert csrf_after is not None
     assert after.value != before.value
@@ -140,7 +133,7 @@ def test_cookie_refresh_rotates_cookie_and_csrf(app: Flask, client: FlaskClient)
     assert stale.status_code == 403
     assert stale.json == {
         "error": "csrf_failed",
-        "error_description": "the X-CSRF-Token header must equal the csrf_token cookie",
+        "error_description": f"the X-CSRF-Token header must equal the {CSRF_COOKIE} cookie",
     }
     assert "Set-Cookie" not in stale.headers
     assert token_row(app, after.value).used_at is None
@@ -296,7 +289,7 @@ def test_grace_replay_over_http_keeps_both_tabs_logged_in(app: Flask, client: Fl
     # A second tab still holding the old cookie and CSRF value, a moment later.
     other_tab = app.test_client()
     other_tab.set_cookie("refresh_token", old_token, domain="localhost", path="/auth")
-    other_tab.set_cookie("csrf_token", old_csrf["X-CSRF-Token"], domain="localhost")
+    other_tab.set_cookie(CSRF_COOKIE, old_csrf["X-CSRF-Token"], domain="localhost")
     second = other_tab.post("/auth/refresh", headers=old_csrf, base_url="https://localhost")
     assert second.status_code == 200
     assert other_tab.get_cookie("refresh_token", path="/auth").value == new_token
@@ -416,7 +409,7 @@ def test_database_outage_is_503_and_keeps_cookies(app: Flask, client: FlaskClien
     cookie = client.get_cookie("refresh_token", path="/auth")
     assert cookie is not None
     down_client.set_cookie("refresh_token", cookie.value, domain="localhost", path="/auth")
-    down_client.set_cookie("csrf_token", csrf_header(client)["X-CSRF-Token"], domain="localhost")
+    down_client.set_cookie(CSRF_COOKIE, csrf_header(client)["X-CSRF-Token"], domain="localhost")
     response = down_client.post(
         "/auth/refresh", headers=csrf_header(client), base_url="https://localhost"
     )
@@ -553,7 +546,7 @@ def test_a_secret_change_with_fallbacks_keeps_everyone_logged_in(
     rotated = make_app(database_url, SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[SECRET])
     after = rotated.test_client()
     after.set_cookie("refresh_token", old_cookie.value, domain="localhost", path="/auth")
-    after.set_cookie("csrf_token", old_csrf["X-CSRF-Token"], domain="localhost")
+    after.set_cookie(CSRF_COOKIE, old_csrf["X-CSRF-Token"], domain="localhost")
     # The old access token verifies by its kid; the old CSRF value binds under the fallback.
     assert after.get("/auth/me", headers=bearer(access_token)).status_code == 200
     response = after.post("/auth/refresh", headers=old_csrf, base_url="https://localhost")

@@ -29,6 +29,7 @@ from flask_token_auth.tokens import MAX_HEADER_SEGMENT_LENGTH
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
 from tests.helpers import bearer
+from tests.helpers import claims_of
 from tests.helpers import login
 from tests.helpers import register
 from tests.helpers import snapshot
@@ -70,14 +71,9 @@ def resign(app: Flask, access_token: str, **claims: Any) -> str:
     """`access_token` with changed claims, signed with the app's own key as only it could."""
     with app.app_context():
         keys = auth_state().keys
-        payload = jwt.decode(access_token, options={"verify_signature": False}) | claims
+        payload = claims_of(access_token) | claims
         headers = {"kid": keys.signing_kid, "typ": "at+jwt"}
         return jwt.encode(payload, keys.signing_key, algorithm=keys.algorithm, headers=headers)
-
-
-def claims_of(access_token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(access_token, options={"verify_signature": False})
-    return claims
 
 
 def assert_invalid_token(response: TestResponse, description: str | None = None) -> None:

@@ -9,19 +9,18 @@ import json
 import os
 import re
 import secrets
-import shlex
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import server_database
-from tests.helpers import free_port
+from tests.helpers import gunicorn
+from tests.helpers import port_of
 
 pytestmark = pytest.mark.slow
 
@@ -111,23 +110,20 @@ class HostClient:
         return response.status, content_type, parsed
 
 
-def serve(command: str, host_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    """The README's gunicorn command on a free port, once it accepts connections."""
-    port = free_port()
-    arguments = shlex.split(command.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
-    with (host_dir / "gunicorn.log").open("w") as log:
-        process = subprocess.Popen(arguments, cwd=host_dir, env=env, stdout=log, stderr=log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                raise AssertionError((host_dir / "gunicorn.log").read_text()) from None
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("gunicorn did not start")
+#: The README's serving line: its worker count and its application.
+README_GUNICORN = re.compile(r'gunicorn --workers (\d+) --bind 127\.0\.0\.1:8000 "(\w+:\w+\(\))"')
+
+
+def serve(command: str, host_dir: Path, env: dict[str, str]) -> AbstractContextManager[str]:
+    """The README's gunicorn command, in the host's folder with `env` alone, on a free port:
+    gunicorn, giving the host's base URL once it answers."""
+    match = README_GUNICORN.fullmatch(command.strip())
+    assert match is not None, f"not the README's gunicorn command: {command}"
+    workers, application = int(match[1]), match[2]
+    log = host_dir / "gunicorn.log"
+    return gunicorn(
+        application, env, log, workers=workers, program=["gunicorn"], cwd=host_dir, inherited={}
+    )
 
 
 def test_the_readme_host_installs_migrates_and_serves(
@@ -164,12 +160,8 @@ def test_the_readme_host_installs_migrates_and_serves(
         assert f"op.create_table('{table}'" in generated
     assert "flask_token_auth" not in generated  # plain SQLAlchemy types only
 
-    process, port = serve(serve_line, host_dir, served_env)
-    try:
-        drive_the_host(HostClient(port))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serve(serve_line, host_dir, served_env) as base:
+        drive_the_host(HostClient(port_of(base)))
 
 
 def drive_the_host(client: HostClient) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.security import check_password_hash
 
 from tests.conftest import server_database
+from tests.helpers import port_of
 from tests.test_wheel_host import HostClient
 from tests.test_wheel_host import README
 from tests.test_wheel_host import run
@@ -361,12 +362,8 @@ def test_an_app_with_users_adds_the_extension(blog_venv: Path, case: Case, tmp_p
     check_the_extension_tables(case.url)
     assert user_table(case.url) == (shape, rows)
 
-    process, port = serve(serve_line, blog.folder, blog.env)
-    try:
-        drive_the_blog(blog, port, ids, case.key)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serve(serve_line, blog.folder, blog.env) as base:
+        drive_the_blog(blog, port_of(base), ids, case.key)
 
     # The host's rows: ada only logged in, so her hash is the one the host wrote.
     after_shape, after = user_table(case.url)

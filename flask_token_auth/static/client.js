@@ -13,7 +13,7 @@
 // page (a shared promise) and across tabs (Web Locks, results shared by BroadcastChannel).
 // Only a definitive "session over" (401 invalid_grant) logs out; a 403, 429 or 5xx does not.
 
-const CSRF_COOKIE = "csrf_token";
+const CSRF_COOKIES = ["__Host-csrf_token", "csrf_token"];
 const AUTH_PATHS = ["/login", "/register", "/refresh", "/logout"];
 // A refresh whose answer is lost (network error, 5xx) is sent again with the same cookie while
 // the server's grace window (10 s by default) still answers it with the session's live token.
@@ -64,8 +64,13 @@ export function createAuthClient(options = {}) {
 
   function csrfValue() {
     if (apiOrigin === location.origin) {
-      const cookie = document.cookie.split("; ").find((c) => c.startsWith(`${CSRF_COOKIE}=`));
-      if (cookie) return decodeURIComponent(cookie.slice(CSRF_COOKIE.length + 1));
+      // The `__Host-` one where the cookies are Secure and host-only: a sibling subdomain
+      // cannot set it, so a tossed `csrf_token` is never read.
+      const cookies = document.cookie.split("; ");
+      for (const name of CSRF_COOKIES) {
+        const cookie = cookies.find((c) => c.startsWith(`${name}=`));
+        if (cookie) return decodeURIComponent(cookie.slice(name.length + 1));
+      }
     }
     return localStorage.getItem(csrfKey);
   }
