@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -261,7 +260,9 @@ class CheckPool:
     """
 
     def __init__(self, engine: sa.Engine, size: int) -> None:
-        self.engine = engine
+        # `engine.dispose()` recreates the engine's pool with the same arguments and events.
+        self._engine_pool: Any = engine.pool
+        self._dialect = engine.dialect
         self.size = size
         self.pool = self._new_pool()
         self._pid = os.getpid()
@@ -274,7 +275,7 @@ class CheckPool:
         pooled: Any = self.pool.connect()
         if not pooled.info.get(_AUTOCOMMIT):
             try:
-                self.engine.dialect.set_isolation_level(pooled.dbapi_connection, "AUTOCOMMIT")
+                self._dialect.set_isolation_level(pooled.dbapi_connection, "AUTOCOMMIT")
             except BaseException:
                 pooled.invalidate()
                 raise
@@ -290,7 +291,7 @@ class CheckPool:
 
     def _new_pool(self) -> sa.QueuePool:
         # Pool.recreate() with our own size, pre-ping and reset: its arguments are private.
-        engine_pool: Any = self.engine.pool
+        engine_pool = self._engine_pool
         return sa.QueuePool(
             engine_pool._creator,
             pool_size=self.size,
@@ -319,21 +320,24 @@ class _Checked:
         self._pooled.invalidate()
 
 
-_POOLS: weakref.WeakKeyDictionary[sa.Engine, CheckPool] = weakref.WeakKeyDictionary()
 _POOLS_LOCK = threading.Lock()
+# On the engine itself: the check's pool shares the engine pool's events, whose listeners hold
+# the engine, so a registry outside it would keep every engine alive.
+_POOL_ATTRIBUTE = "_flask_token_auth_check_pool"
 
 
 def check_pool(engine: sa.Engine, size: int = DEFAULT_POOL_SIZE) -> CheckPool | None:
     """The check's pool for `engine` in this process; None if the engine's pool is not a
     QueuePool (in-memory SQLite, NullPool): the check then uses the engine's own."""
-    pool = _POOLS.get(engine)
+    pool: CheckPool | None = getattr(engine, _POOL_ATTRIBUTE, None)
     if pool is None:
         if not isinstance(engine.pool, sa.QueuePool):
             return None
         with _POOLS_LOCK:
-            pool = _POOLS.get(engine)
+            pool = getattr(engine, _POOL_ATTRIBUTE, None)
             if pool is None:
-                pool = _POOLS[engine] = CheckPool(engine, size)
+                pool = CheckPool(engine, size)
+                setattr(engine, _POOL_ATTRIBUTE, pool)
                 # `engine.dispose()` closes them with the pool's.
                 sa.event.listen(engine, "engine_disposed", _replace_on_dispose(pool))
     return pool

@@ -5,9 +5,11 @@ worker, and a 503 (not a wait without end) when all are busy."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from datetime import UTC
@@ -229,3 +231,17 @@ def server_id(driver: Any) -> int:
     (value,) = cursor.fetchone()
     cursor.close()
     return int(value)
+
+
+def test_an_engine_dropped_by_the_host_is_collected_with_its_check_pool(tmp_path: Any) -> None:
+    """The check's pool shares the engine pool's listeners, which hold the engine: kept in a
+    registry beside the engine, every engine a process ever made would stay alive."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'dropped.db'}")
+    pool = check_pool_of(engine)
+    taken = pool.take()
+    taken.release()
+    engine_ref, pool_ref = weakref.ref(engine), weakref.ref(pool)
+    engine.dispose()
+    del engine, pool, taken
+    gc.collect()
+    assert (engine_ref(), pool_ref()) == (None, None)
