@@ -272,7 +272,8 @@ class CheckPool:
         any error, discard()."""
         if self._pid != os.getpid():
             self.pool, self._pid = self._new_pool(), os.getpid()
-        pooled: Any = self.pool.connect()
+        source = self.pool
+        pooled: Any = source.connect()
         if not pooled.info.get(_AUTOCOMMIT):
             try:
                 self._dialect.set_isolation_level(pooled.dbapi_connection, "AUTOCOMMIT")
@@ -280,11 +281,12 @@ class CheckPool:
                 pooled.invalidate()
                 raise
             pooled.info[_AUTOCOMMIT] = True
-        return _Checked(pooled)
+        return _Checked(pooled, lambda: source is self.pool)
 
     def replace(self) -> None:
         """A new pool, the idle connections of the old one closed (as `Engine.dispose` does);
-        those in use are closed when given back."""
+        those in use, or taken from it while it is replaced, are closed when given back (kept
+        idle in a pool no one takes from, they would hold server slots until collected)."""
         old, self.pool = self.pool, self._new_pool()
         if self._pid == os.getpid():
             old.dispose()
@@ -309,12 +311,16 @@ class CheckPool:
 class _Checked:
     ours = True
 
-    def __init__(self, pooled: Any) -> None:
+    def __init__(self, pooled: Any, current: Callable[[], bool]) -> None:
         self._pooled = pooled
+        self._current = current  # whether its pool is still the one checks take from
         self.driver = pooled.dbapi_connection
 
     def release(self) -> None:
-        self._pooled.close()
+        if self._current():
+            self._pooled.close()
+        else:
+            self._pooled.invalidate()
 
     def discard(self) -> None:
         self._pooled.invalidate()

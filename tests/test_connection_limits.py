@@ -132,6 +132,14 @@ def test_workers_answer_503_while_slots_are_gone_and_recover_within_seconds(
             thread.join()
         time.sleep(1)
         idle = connections_of(admin, role)
+        with admin.connect() as connection:
+            idle_states = connection.execute(
+                sa.text(
+                    "SELECT state, backend_start, left(query, 60) FROM pg_stat_activity "
+                    "WHERE usename = :role"
+                ),
+                {"role": role},
+            ).all()
 
     admin.dispose()
     statuses = {answer.status_code for answer in answers}
@@ -142,7 +150,7 @@ def test_workers_answer_503_while_slots_are_gone_and_recover_within_seconds(
     assert {answer.json()["error"] for answer in refused} == {"temporarily_unavailable"}
     assert recovered_after is not None
     assert recovered_after < 5
-    assert idle <= WORKERS * (POOL_SIZE + DEFAULT_POOL_SIZE)
+    assert idle <= WORKERS * (POOL_SIZE + DEFAULT_POOL_SIZE), idle_states
 
 
 def signed_up(base: str, number: int) -> str:

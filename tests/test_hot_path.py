@@ -453,10 +453,10 @@ def test_only_the_compact_form_is_verified_or_remembered(respell: Any) -> None:
     assert checker.signed_claims.cache_info().currsize == 1
 
 
-def test_a_connection_in_use_during_dispose_is_not_taken_again(sqlite_app: Flask) -> None:
+def test_a_connection_in_use_during_dispose_is_closed_when_given_back(sqlite_app: Flask) -> None:
     """`engine.dispose()` (a failover, new credentials) reaches the check too: its idle
-    connections close, and one in use at the time goes back to the old pool, never to a
-    check again."""
+    connections close, and one in use at the time closes when given back, never to be taken or
+    left idle again."""
     logged_in(sqlite_app)
     with sqlite_app.app_context():
         engine = db.engine
@@ -468,8 +468,9 @@ def test_a_connection_in_use_during_dispose_is_not_taken_again(sqlite_app: Flask
     engine.dispose()
     in_use.release()
     assert idle_check_connections(engine) == []
-    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
-        idle.driver.cursor()
+    for closed in (idle.driver, in_use.driver):
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            closed.cursor()
     fresh = pool.take()
     assert fresh.driver not in (idle.driver, in_use.driver)
     fresh.release()

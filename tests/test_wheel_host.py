@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import server_database
+from tests.helpers import CSRF_COOKIE
 from tests.helpers import gunicorn
 from tests.helpers import port_of
 
@@ -172,7 +173,7 @@ def drive_the_host(client: HostClient) -> None:
     status, _, body = client.call("POST", "/auth/login", {"email": email, "password": PASSWORD})
     assert status == 200, body
     bearer = {"Authorization": f"Bearer {body['access_token']}"}
-    assert set(client.cookies) == {"refresh_token", "csrf_token", "device_token"}
+    assert set(client.cookies) == {"refresh_token", CSRF_COOKIE, "device_token"}
 
     assert client.call("GET", "/notes", headers=bearer)[::2] == (200, {"user_id": user_id})
     assert client.call("GET", "/report", headers=bearer)[::2] == (200, {"role": "user"})
@@ -182,7 +183,7 @@ def drive_the_host(client: HostClient) -> None:
     status, _, body = client.call("GET", "/notes")
     assert (status, body["error"]) == (401, "missing_token")
 
-    csrf = {"X-CSRF-Token": client.cookies["csrf_token"]}
+    csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
     status, _, body = client.call("POST", "/auth/refresh", headers=csrf)
     assert status == 200, body
     bearer = {"Authorization": f"Bearer {body['access_token']}"}
@@ -202,7 +203,7 @@ def drive_the_host(client: HostClient) -> None:
         {"email": "boss@example.com"},
     )
 
-    csrf = {"X-CSRF-Token": client.cookies["csrf_token"]}
+    csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
     assert client.call("POST", "/auth/logout", headers=csrf)[0] == 204
     status, _, body = client.call("GET", "/notes", headers=bearer)
     assert (status, body["error"]) == (401, "invalid_token")

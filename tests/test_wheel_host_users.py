@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.security import check_password_hash
 
 from tests.conftest import server_database
+from tests.helpers import CSRF_COOKIE
 from tests.helpers import port_of
 from tests.test_wheel_host import HostClient
 from tests.test_wheel_host import README
@@ -408,8 +409,8 @@ def drive_the_blog(blog: Blog, port: int, ids: dict[str, str], key: str) -> None
     assert status == 200, body
     assert set(body) == {"access_token", "token_type", "expires_in", "user", "csrf_token"}
     assert (body["token_type"], body["user"]) == ("Bearer", user("ada"))
-    assert set(browser.cookies) == {"refresh_token", "csrf_token", "device_token"}
-    assert body["csrf_token"] == browser.cookies["csrf_token"]
+    assert set(browser.cookies) == {"refresh_token", CSRF_COOKIE, "device_token"}
+    assert body["csrf_token"] == browser.cookies[CSRF_COOKIE]
     assert access_subject(body["access_token"]) == ids["ada"]
     ada = bearer(body)
     status, _, me = browser.call("GET", f"{PREFIX}/me", headers=ada)
@@ -419,7 +420,7 @@ def drive_the_blog(blog: Blog, port: int, ids: dict[str, str], key: str) -> None
     assert whoami(browser, ada) == (200, {"username": "ada"})  # current_user: the host's User
 
     refreshed = browser.cookies["refresh_token"]
-    csrf = {"X-CSRF-Token": browser.cookies["csrf_token"]}
+    csrf = {"X-CSRF-Token": browser.cookies[CSRF_COOKIE]}
     status, _, body = browser.call("POST", f"{PREFIX}/refresh", headers=csrf)
     assert status == 200, body
     assert browser.cookies["refresh_token"] != refreshed
@@ -469,8 +470,8 @@ def drive_the_blog(blog: Blog, port: int, ids: dict[str, str], key: str) -> None
     status, _, body = laptop.call("POST", "/api/sign-in-link", {"token": links["sign-in"]})
     assert status == 200, body
     assert "refresh_token" not in body
-    assert set(laptop.cookies) == {"refresh_token", "csrf_token"}
-    assert body["csrf_token"] == laptop.cookies["csrf_token"]
+    assert set(laptop.cookies) == {"refresh_token", CSRF_COOKIE}
+    assert body["csrf_token"] == laptop.cookies[CSRF_COOKIE]
     cy_laptop = bearer(body)
     assert whoami(phone, cy_phone) == (200, {"username": "cy"})
     assert whoami(laptop, cy_laptop) == (200, {"username": "cy"})
@@ -483,7 +484,7 @@ def drive_the_blog(blog: Blog, port: int, ids: dict[str, str], key: str) -> None
     assert whoami(laptop, cy_laptop) == (401, "invalid_token")
     status, _, body = phone.call("POST", f"{PREFIX}/refresh", {"refresh_token": cy_phone_refresh})
     assert (status, body["error"]) == (401, "invalid_grant")
-    csrf = {"X-CSRF-Token": laptop.cookies["csrf_token"]}
+    csrf = {"X-CSRF-Token": laptop.cookies[CSRF_COOKIE]}
     status, _, body = laptop.call("POST", f"{PREFIX}/refresh", headers=csrf)
     assert (status, body["error"]) == (401, "invalid_grant")
     status, _, body = phone.call(
