@@ -19,19 +19,23 @@ import os
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 from typing import Protocol
+from typing import TypeVar
 
 import httpx
 
 BODY_TRANSPORT = {"X-Token-Transport": "body"}
-#: Seconds: an access token that expires sooner than this is refreshed before it is sent.
+#: Seconds: an access token that expires sooner than this, or than half its lifetime (`exp`
+#: minus `iat`) if that is shorter, is refreshed before it is sent.
 EXPIRY_MARGIN = 30.0
 _SyncFlow = Generator[httpx.Request, httpx.Response, None]
 _AsyncFlow = AsyncGenerator[httpx.Request, httpx.Response]
+_Client = TypeVar("_Client", httpx.Client, httpx.AsyncClient)
 
 
 class TokenAuthError(Exception):
@@ -125,12 +129,15 @@ class FileTokenStore:
 class TokenAuth(httpx.Auth):
     """Bearer access tokens for one server's httpx.Client or AsyncClient, refreshed as needed.
 
-    A missing access token, or one expiring within 30 s, is refreshed before the request; on a
-    401 `invalid_token` it is refreshed and the request retried, once. Concurrent requests
-    (threads; tasks of one event loop) share one refresh. A refresh cut off by a transport
-    error raises it (httpx lets no auth flow catch it) and keeps the old token, which the next
-    request, or one waiting on that refresh, replays: the server's grace window (10 s) answers
-    with the session's live token. `prefix`: the auth routes' path from the server's root.
+    A missing access token, or one expiring within 30 s or half its lifetime if shorter, is
+    refreshed before the request; on a 401 `invalid_token` it is refreshed and the request
+    retried, once. Concurrent requests (threads; tasks of one event loop) share one refresh.
+    Refreshes go through the client given to `log_in` or `attach` while it is open: one cut
+    off by a transport error is sent again at once, the same token inside the server's grace
+    window (10 s) getting the session's live one; a second error is raised, the old token kept
+    for the next request to replay. Without such a client, the refresh goes with the request,
+    and its transport error is raised at once (httpx lets no auth flow catch it).
+    `prefix`: the auth routes' path from the server's root.
     `device_token`: the value of `self.device_token` after an earlier login, kept by the app
     across runs: failed logins from a known device do not count against the account's
     ceiling, so a guesser elsewhere cannot lock its owner out of this app.
@@ -157,6 +164,9 @@ class TokenAuth(httpx.Auth):
         # `base_url`, or the client's base_url at log_in.
         self._server = httpx.URL(base_url) if base_url else None
         self._token_paths = {f"{prefix}/{name}" for name in ("login", "register", "refresh")}
+        # The clients refreshes go through (weak: the app owns them), one per kind of flow.
+        self._client: weakref.ref[httpx.Client] | None = None
+        self._async_client: weakref.ref[httpx.AsyncClient] | None = None
         # (access token, generation) in one attribute, so that no reader sees them mixed.
         self._current: tuple[str | None, int] = (None, 0)
         self._thread_lock = threading.Lock()
@@ -166,14 +176,26 @@ class TokenAuth(httpx.Auth):
         """Replace the access token held in memory (None: refresh before the next request)."""
         self._current = (access_token, self._current[1])
 
+    def attach(self, client: httpx.Client | httpx.AsyncClient) -> None:
+        """Send refreshes through `client` (`log_in` does this), so that one whose answer is
+        lost is sent again; its base_url is the server unless `base_url` named one. For a
+        session restored from the store, where no login runs."""
+        self._url(client, "refresh")  # checks the base_url, and takes it as the server
+        if isinstance(client, httpx.AsyncClient):
+            self._async_client = weakref.ref(client)
+        else:
+            self._client = weakref.ref(client)
+
     def log_in(self, client: httpx.Client, email: str, password: str) -> None:
         """POST {prefix}/login; save the refresh token, keep the access token. LoginFailed."""
+        self.attach(client)
         response = client.post(self._url(client, "login"), **_native(self._login(email, password)))
         with self._thread_lock:
             self._adopt(response.status_code, response.read(), LoginFailed)
 
     async def log_in_async(self, client: httpx.AsyncClient, email: str, password: str) -> None:
         """`log_in` on an AsyncClient."""
+        self.attach(client)
         body = self._login(email, password)
         response = await client.post(self._url(client, "login"), **_native(body))
         async with self._async_lock:
@@ -211,8 +233,13 @@ class TokenAuth(httpx.Auth):
                 with self._thread_lock:
                     step = self._begin_refresh(request, generation)
                     if isinstance(step, httpx.Request):
-                        refreshed = yield step
-                        step = self._adopt(refreshed.status_code, refreshed.read(), RefreshFailed)
+                        client = _open(self._client)
+                        if client is None:
+                            refreshed = yield step
+                            refreshed.read()
+                        else:
+                            refreshed = _send_refresh(client, step)
+                        step = self._adopt(refreshed.status_code, refreshed.content, RefreshFailed)
                     access, generation = step
             request.headers["Authorization"] = f"Bearer {access}"
             response = yield request
@@ -231,9 +258,13 @@ class TokenAuth(httpx.Auth):
                 async with self._async_lock:
                     step = self._begin_refresh(request, generation)
                     if isinstance(step, httpx.Request):
-                        refreshed = yield step
-                        content = await refreshed.aread()
-                        step = self._adopt(refreshed.status_code, content, RefreshFailed)
+                        client = _open(self._async_client)
+                        if client is None:
+                            refreshed = yield step
+                            await refreshed.aread()
+                        else:
+                            refreshed = await _send_refresh_async(client, step)
+                        step = self._adopt(refreshed.status_code, refreshed.content, RefreshFailed)
                     access, generation = step
             request.headers["Authorization"] = f"Bearer {access}"
             response = yield request
@@ -305,15 +336,51 @@ class TokenAuth(httpx.Auth):
         raise failure(message, status_code=status, error=error)
 
 
+def _open(reference: weakref.ref[_Client] | None) -> _Client | None:
+    """The client `reference` holds, unless it is gone or closed."""
+    client = reference() if reference else None
+    return None if client is None or client.is_closed else client
+
+
+def _send_refresh(client: httpx.Client, refresh: httpx.Request) -> httpx.Response:
+    """Send `refresh`, and once more at once if a transport error cuts it off."""
+    try:
+        return client.send(refresh, auth=None, follow_redirects=False)
+    except httpx.TransportError:
+        # The server may have rotated the token and lost the answer: the same token, inside
+        # the grace window, gets the session's live one. Later, it would end the session.
+        return client.send(refresh, auth=None, follow_redirects=False)
+
+
+async def _send_refresh_async(client: httpx.AsyncClient, refresh: httpx.Request) -> httpx.Response:
+    """`_send_refresh` on an AsyncClient."""
+    try:
+        return await client.send(refresh, auth=None, follow_redirects=False)
+    except httpx.TransportError:
+        return await client.send(refresh, auth=None, follow_redirects=False)
+
+
 def _expires_soon(access_token: str) -> bool:
     """Whether the JWT's `exp`, read without verification (the server verifies), is within
-    EXPIRY_MARGIN; a token without a readable `exp` counts as expiring."""
+    EXPIRY_MARGIN or half the token's lifetime, whichever is shorter: a token that lives 20 s
+    is refreshed once in its life, not before every request. A token without a readable `exp`
+    counts as expiring; one without a readable `iat`, as having a long life."""
     try:
         payload = access_token.split(".")[1]
-        expires_at = json.loads(base64.urlsafe_b64decode(payload + "=="))["exp"]
-    except (IndexError, ValueError, TypeError, KeyError):
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+        expires_at, issued_at = claims["exp"], claims.get("iat")
+    except (IndexError, ValueError, TypeError, KeyError, AttributeError):
         return True
-    return not isinstance(expires_at, int | float) or expires_at - time.time() < EXPIRY_MARGIN
+    if not _is_time(expires_at):
+        return True
+    remaining: float = expires_at - time.time()
+    lifetime: float = expires_at - issued_at if _is_time(issued_at) else 2 * EXPIRY_MARGIN
+    return remaining < min(EXPIRY_MARGIN, lifetime / 2)
+
+
+def _is_time(value: object) -> bool:
+    """Whether a claim's value is a number of seconds (JSON's true and false are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _token_refused(content: bytes) -> bool:

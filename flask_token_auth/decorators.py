@@ -69,7 +69,7 @@ def verify_request_token() -> AccessClaims:
     state = auth_state()
     now = datetime.now(UTC)
     claims = signed_request_claims(state, now=now)
-    role = _live_session_role(state, claims, now=now)
+    role = session_role_or_unavailable(state, claims, now=now)
     if role is None:
         raise InvalidToken("the session of this access token has ended")
     if state.users.role_column is not None:  # else the role of the login stands
@@ -95,7 +95,9 @@ def _stateless_claims() -> AccessClaims:
     return claims
 
 
-def _live_session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
+def session_role_or_unavailable(
+    state: AuthState, claims: AccessClaims, *, now: datetime
+) -> str | None:
     """The role if the session is live; a database failure is a TemporarilyUnavailable."""
     try:
         return live_session_role(

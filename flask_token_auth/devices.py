@@ -26,6 +26,7 @@ from flask import Response
 from .errors import BadCredentials
 from .errors import InvalidRequest
 from .state import AuthState
+from .transport import add_cookie
 
 DEVICE_COOKIE = "device_token"
 #: The login body's and the native token response's field.
@@ -132,16 +133,14 @@ def remember_device(response: Response, state: AuthState, account: str, *, now: 
     value = device_value(state, account, sent=None, now=now)
     if value is None:
         return
-    settings = state.settings
-    response.set_cookie(
+    add_cookie(
+        response,
+        state.settings,
         DEVICE_COOKIE,
         value,
         max_age=int(DEVICE_TOKEN_LIFETIME.total_seconds()),
-        path=settings.url_prefix,
+        path=state.settings.url_prefix,
         httponly=True,  # threat: XSS carrying the token to a guesser's own requests
-        secure=settings.cookie_secure,
-        samesite=settings.cookie_samesite,
-        domain=settings.cookie_domain,
     )
 
 

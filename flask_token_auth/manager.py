@@ -36,6 +36,7 @@ from .tokens import AccessTokenVerifier
 from .tokens import IssuedTokens
 from .transactions import retried
 from .transport import allow_trusted_origins
+from .transport import allow_trusted_origins_under
 from .transport import check_origin
 from .transport import client_info
 from .transport import token_response
@@ -142,6 +143,32 @@ class AuthManager:
         register_error_handlers(app, json_errors=self.json_errors)
         app.cli.add_command(auth_cli)
         _check_routes_at_first_request(app, settings.url_prefix)
+
+    def allow_trusted_origins(self, app: Flask, *, paths: Sequence[str]) -> None:
+        """CORS for the origins in AUTH_TRUSTED_ORIGINS on the app's own routes under `paths`
+        too (path prefixes: `/api` is /api and what is under it, never /apiary), as on the auth
+        routes: credentials allowed, `Authorization` and `Content-Type` headers, preflights
+        answered, `Vary: Origin`. After `init_app`; nothing while no origin is listed."""
+        state = app.extensions.get(EXTENSION_KEY)
+        if not isinstance(state, AuthState):
+            raise RuntimeError(
+                "AuthManager.allow_trusted_origins: call init_app(app) first; the origins are "
+                "its AUTH_TRUSTED_ORIGINS."
+            )
+        if isinstance(paths, str):
+            raise TypeError('paths takes a list of path prefixes, e.g. paths=["/api/"]')
+        prefix = state.settings.url_prefix
+        if not paths:
+            raise ValueError('paths: no path given; name your routes\' prefixes, e.g. ["/api/"]')
+        for path in paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(f"paths: {path!r} is not a path; write one such as /api/")
+            if path.rstrip("/") == prefix or path.startswith(prefix + "/"):
+                raise ValueError(
+                    f"paths: {path!r} is under AUTH_URL_PREFIX, whose routes answer its "
+                    "trusted origins already; name your own routes' prefix"
+                )
+        allow_trusted_origins_under(app, state.settings, paths)
 
     # --- the Python API: host code starts and ends sessions itself ------------------------
 

@@ -11,6 +11,10 @@ from .accounts import MAX_LOGIN_LENGTH
 from .devices import MAX_DEVICE_VALUE_LENGTH
 from .settings import AuthSettings
 from .tokens import REFRESH_TOKEN_BYTES
+from .transport import CSRF_COOKIE
+from .transport import CSRF_HEADER
+from .transport import HOST_CSRF_COOKIE
+from .transport import REFRESH_COOKIE
 from .users import UserModel
 from .validation import MAX_EMAIL_LENGTH
 
@@ -24,6 +28,29 @@ _REFRESH_TOKEN = {"type": "string", "pattern": f"^[0-9a-f]{{{2 * REFRESH_TOKEN_B
 _SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "maxLength": 64}
 _LOGIN_VALUE = {"type": "string", "maxLength": MAX_LOGIN_LENGTH}
 _DEVICE = {"type": "string", "maxLength": MAX_DEVICE_VALUE_LENGTH}
+_INTROSPECTION_REQUEST = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["token"],
+                "properties": {"token": _STRING, "token_type_hint": _STRING},
+            }
+        }
+    },
+}
+# RFC 7662 section 2.2: `active` alone when it is false.
+_INTROSPECTION = {
+    "type": "object",
+    "required": ["active"],
+    "properties": {
+        "active": {"type": "boolean"},
+        "token_type": {"const": "Bearer"},
+        **{name: _STRING for name in ("iss", "aud", "sub", "sid", "role", "jti")},
+        **{name: {"type": "integer"} for name in ("iat", "exp", "nbf")},
+    },
+}
 
 
 def openapi_document(settings: AuthSettings, users: UserModel) -> dict[str, Any]:
@@ -38,10 +65,54 @@ def openapi_document(settings: AuthSettings, users: UserModel) -> dict[str, Any]
         "info": {"title": "flask-token-auth", "version": "1"},
         "paths": {f"{prefix}{path}": item for path, item in paths.items()},
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+                # The cookie transport: the refresh cookie, and the CSRF header equal to the
+                # CSRF cookie (docs/http-api.md#routes).
+                "refreshCookie": {"type": "apiKey", "in": "cookie", "name": REFRESH_COOKIE},
+                "csrfCookie": {"type": "apiKey", "in": "cookie", "name": _csrf_cookie(settings)},
+                "csrfHeader": {"type": "apiKey", "in": "header", "name": CSRF_HEADER},
+            },
             "schemas": _schemas() | ({} if users.builtin else {"User": _host_user(users)}),
         },
     }
+
+
+def _csrf_cookie(settings: AuthSettings) -> str:
+    """The CSRF cookie's name, by the rule of `transport.csrf_cookie_name` (a test keeps the
+    two equal): `__Host-` where the cookies are Secure and host-only."""
+    host_only = settings.cookie_secure and not settings.cookie_domain
+    return HOST_CSRF_COOKIE if host_only else CSRF_COOKIE
+
+
+def _cookie_credentials(settings: AuthSettings) -> list[dict[str, Any]]:
+    """The cookie transport's parameters of /refresh and /logout: a browser sends the cookies
+    by itself; the CSRF header is required with the refresh cookie, and only with it."""
+    csrf_cookie = _csrf_cookie(settings)
+    return [
+        {
+            "name": REFRESH_COOKIE,
+            "in": "cookie",
+            "required": False,
+            "description": "The refresh token of the cookie transport (HttpOnly)",
+            "schema": _REFRESH_TOKEN,
+        },
+        {
+            "name": csrf_cookie,
+            "in": "cookie",
+            "required": False,
+            "description": f"The CSRF value, sent with the {REFRESH_COOKIE} cookie",
+            "schema": _STRING,
+        },
+        {
+            "name": CSRF_HEADER,
+            "in": "header",
+            "required": False,
+            "description": f"Required with the {REFRESH_COOKIE} cookie: the {csrf_cookie} value",
+            "schema": _STRING,
+        },
+    ]
 
 
 def _host_user(users: UserModel) -> dict[str, Any]:
@@ -74,6 +145,7 @@ def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, A
     # A native client's device tokens, from its last login's answer (docs/security.md).
     login["content"]["application/json"]["schema"]["properties"]["device_token"] = _DEVICE
     refresh_token = _form({"refresh_token": _REFRESH_TOKEN}, required=False)
+    cookie_credentials = _cookie_credentials(settings)
     return {
         "/register": {
             "post": _operation(
@@ -95,6 +167,7 @@ def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, A
                 "Rotate the refresh token (cookie and X-CSRF-Token, or the body)",
                 body=refresh_token,
                 transport=True,
+                credential_parameters=cookie_credentials,
                 answers={"200": _json(_TOKENS)},
             )
         },
@@ -102,6 +175,9 @@ def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, A
             "post": _operation(
                 "End this session (refresh cookie, body token or access token); idempotent",
                 body=refresh_token,
+                credential_parameters=cookie_credentials,
+                # The access token, or the cookies and the CSRF header, or the body's token.
+                security=[*_BEARER, {"refreshCookie": [], "csrfCookie": [], "csrfHeader": []}, {}],
                 answers={"204": {"description": "logged out, cookies cleared"}},
             )
         },
@@ -179,6 +255,24 @@ def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, A
                 },
             )
         },
+        "/introspect": {
+            "post": {
+                **_operation(
+                    "RFC 7662: whether an access token is active now (its session checked), for "
+                    "the resource servers of AUTH_INTROSPECTION_CLIENTS; 404 when there are none",
+                    body=_INTROSPECTION_REQUEST,
+                    answers={"200": _json(_INTROSPECTION)},
+                ),
+                "security": [{"basic": []}],
+            }
+        },
+        "/cookie-check": {
+            "get": _operation(
+                "Whether the refresh cookie came, with an X-CSRF-Token header bound to it "
+                "(what a refresh needs), without rotating; 409 if it did not",
+                answers={"204": {"description": "the browser keeps the session's cookies"}},
+            )
+        },
         "/client.js": {
             "get": _operation(
                 "The browser client, an ES module",
@@ -188,6 +282,18 @@ def _paths(settings: AuthSettings, login_fields: tuple[str, ...]) -> dict[str, A
         "/client.d.ts": {
             "get": _operation(
                 "The browser client's TypeScript declarations",
+                answers={"200": _text("application/typescript")},
+            )
+        },
+        "/react.js": {
+            "get": _operation(
+                "The React binding of the browser client, an ES module importing `react`",
+                answers={"200": _text("text/javascript")},
+            )
+        },
+        "/react.d.ts": {
+            "get": _operation(
+                "The React binding's TypeScript declarations",
                 answers={"200": _text("application/typescript")},
             )
         },
@@ -205,6 +311,8 @@ def _operation(
     bearer: bool = False,
     transport: bool = False,
     path_parameter: tuple[str, dict[str, Any]] | None = None,
+    credential_parameters: list[dict[str, Any]] | None = None,
+    security: list[dict[str, list[str]]] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
@@ -221,6 +329,7 @@ def _operation(
                 "schema": {"type": "string", "enum": ["body", "cookie"]},
             }
         )
+    parameters += credential_parameters or []
     if path_parameter:
         name, schema = path_parameter
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
@@ -228,8 +337,8 @@ def _operation(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = body
-    if bearer:
-        operation["security"] = _BEARER
+    if bearer or security:
+        operation["security"] = _BEARER if bearer else security
     return operation
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -207,19 +208,122 @@ class Pem(Secret):
 
 
 class PublicKeys(Kind):
-    """PEM public keys: a list, or a mapping kid -> PEM."""
+    """PEM public keys, each with an optional `kid`: a mapping kid -> PEM, or texts (a list, or
+    one text) of entries `[kid=NAME] PEM`, separated by line breaks or commas."""
 
     value_type = "list"
 
     def check(self, value: Any) -> tuple[tuple[str | None, bytes], ...]:
         if isinstance(value, Mapping):
-            items: list[tuple[str | None, Any]] = list(value.items())
+            items: list[tuple[Any, Any]] = list(value.items())
+            if not all(isinstance(pem, str | bytes) for _, pem in items):
+                raise SettingError("must be PEM public keys", "map each kid to a PEM text")
         elif isinstance(value, str | bytes):
-            items = [(None, value)]
+            items = _named_pems(value)
         elif value is None or isinstance(value, _LISTS):
-            items = [(None, pem) for pem in value or ()]
+            if not all(isinstance(text, str | bytes) for text in value or ()):
+                raise SettingError("must be PEM public keys", "use a list of PEM texts")
+            items = [item for text in value or () for item in _named_pems(text)]
         else:
             raise SettingError("must be PEM public keys", "use a list of PEM texts")
-        if not all(isinstance(pem, str | bytes) for _, pem in items):
-            raise SettingError("must be PEM public keys", "use a list of PEM texts")
+        for kid, _ in items:
+            if kid is not None and not (isinstance(kid, str) and is_kid(kid)):
+                raise SettingError(
+                    f"{kid!r} is not a kid", "name a key with 1 to 128 letters, digits, . _ or -"
+                )
         return tuple((kid, pem.encode() if isinstance(pem, str) else pem) for kid, pem in items)
+
+
+def is_kid(name: str) -> bool:
+    """Whether `name` can name a key: in a JWS header, the JWKS and `kid=NAME` alike."""
+    return _KID.fullmatch(name) is not None
+
+
+def _named_pems(text: str | bytes) -> list[tuple[str | None, str]]:
+    """The `[kid=NAME] PEM` entries of `text`; SettingError for anything else in it."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            raise SettingError("a key is not PEM text", "paste the PEM as it was printed") from None
+    entries: list[tuple[str | None, str]] = []
+    position = 0
+    while text[position:].strip(_SEPARATORS):
+        entry = _NAMED_PEM.match(text, position)
+        if entry is None:
+            # The first line only: a private key pasted here by mistake stays out of the logs.
+            shown = text[position:].strip(_SEPARATORS).splitlines()[0][:40]
+            raise SettingError(
+                f"expected `kid=NAME` or a PEM key at {shown!r}",
+                "write each key as its PEM, with a line `kid=NAME` before it to name it",
+            )
+        entries.append((entry["kid"], entry["pem"]))
+        position = entry.end()
+    return entries
+
+
+# An RFC 7515 `kid` we accept: one that the environment syntax `kid=NAME` can carry.
+_KID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_SEPARATORS = " \t\r\n,"
+_NAMED_PEM = re.compile(
+    r"[\s,]*(?:kid=(?P<kid>\S+)\s+)?"
+    r"(?P<pem>-----BEGIN (?P<label>[A-Z0-9 ]+)-----.*?-----END (?P=label)-----)[ \t]*\r?\n?",
+    re.DOTALL,
+)
+
+
+class ClientSecrets(Kind):
+    """Client credentials, client id -> secret: a mapping, or texts `client_id:secret`. A secret
+    written `sha256:` and 64 hex digits is that digest of the secret. Kept as SHA-256 digests."""
+
+    secret = True
+    value_type = "secrets"
+
+    def check(self, value: Any) -> tuple[tuple[str, bytes], ...]:
+        if value is None:
+            return ()
+        if isinstance(value, Mapping):
+            pairs = list(value.items())
+        elif isinstance(value, _LISTS) and all(isinstance(text, str) for text in value):
+            pairs = [_client_pair(text) for text in value]
+        else:
+            raise SettingError(
+                "must map client ids to secrets",
+                'use {"client-id": "secret"} or "client-id:secret"',
+            )
+        digests: dict[str, bytes] = {}
+        for client_id, secret in pairs:
+            if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+                raise SettingError(
+                    f"{client_id!r} is not a client id", "use 1 to 128 letters, digits, . _ ~ or -"
+                )
+            if client_id in digests:
+                raise SettingError(f"the client {client_id} is listed twice", "list it once")
+            digests[client_id] = _secret_digest(client_id, secret)
+        return tuple(sorted(digests.items()))
+
+
+def _client_pair(text: str) -> tuple[str, str]:
+    client_id, colon, secret = text.partition(":")
+    if not colon:
+        # Threat: a secret in the logs. A text without a colon may be one; it is not shown.
+        raise SettingError("an entry has no colon", "write each client as client_id:secret")
+    return client_id, secret
+
+
+def _secret_digest(client_id: str, secret: Any) -> bytes:
+    if isinstance(secret, str) and _HASHED_SECRET.fullmatch(secret):
+        return bytes.fromhex(secret.removeprefix("sha256:"))
+    if not isinstance(secret, str) or not _CLIENT_SECRET.fullmatch(secret):
+        raise SettingError(
+            f"the secret of the client {client_id} is not 16 to 256 letters, digits, . _ ~ or -",
+            "generate one with `flask auth client-secret`",
+        )
+    return hashlib.sha256(secret.encode()).digest()
+
+
+# RFC 6749 section 2.3.1 form-encodes both before HTTP Basic: with unreserved characters only,
+# a client that does and one that does not send the same bytes.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+_CLIENT_SECRET = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+_HASHED_SECRET = re.compile(r"sha256:[0-9a-f]{64}")

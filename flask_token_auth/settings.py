@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from .setting_kinds import Choice
+from .setting_kinds import ClientSecrets
 from .setting_kinds import Duration
 from .setting_kinds import Flag
 from .setting_kinds import Kind
@@ -75,7 +76,18 @@ class AuthSettings:
         None, Pem(), "PEM private key for EdDSA, ES256 or RS256 (`flask auth keygen`)"
     )
     jwt_public_keys: tuple[tuple[str | None, bytes], ...] = setting(
-        (), PublicKeys(), "extra PEM public keys that still verify (key rotation), by `kid`"
+        (),
+        PublicKeys(),
+        "PEM public keys published in `/jwks.json` and verifying beside the private key's: the "
+        "next key before it signs, old ones until their tokens expire; a line `kid=NAME` before "
+        "a key names it, and the private key signs under the name its public key has here (see "
+        "[Rotating the signing key](operations.md#rotating-the-signing-key))",
+    )
+    jwks_max_age: timedelta = setting(
+        timedelta(minutes=5),
+        Duration(allow_zero=True),
+        "`Cache-Control: max-age` of `/jwks.json`: how long HTTP caches may keep it, so the "
+        "least wait between publishing a key and signing with it",
     )
     jwt_issuer: str = setting("flask-token-auth", Text(), "`iss` claim written and required")
     jwt_audience: str = setting("flask-token-auth", Text(), "`aud` claim written and required")
@@ -120,6 +132,12 @@ class AuthSettings:
         None,
         OptionalText(),
         "Domain of the cookies, for an API and a page on sibling subdomains (`example.com`)",
+    )
+    cookie_partitioned: bool = setting(
+        False,
+        Flag(),
+        "Partitioned (CHIPS) on cookies, for an API that a page on another site calls; needs "
+        "Secure (see [Clients](clients.md))",
     )
     trusted_origins: frozenset[str] = setting(
         frozenset(), Origins(), "origins besides the app's own allowed to call the auth routes"
@@ -173,6 +191,16 @@ class AuthSettings:
     ratelimit_register: str = setting("10/hour", RateLimit(), "registrations per client IP")
     ratelimit_refresh: str = setting("120/minute", RateLimit(), "refreshes per client IP")
     ratelimit_password: str = setting("5/minute", RateLimit(), "password changes per user")
+    ratelimit_introspection: str = setting(
+        "10/minute", RateLimit(), "failed client authentications at `/introspect` per client IP"
+    )
+    introspection_clients: tuple[tuple[str, bytes], ...] = setting(
+        (),
+        ClientSecrets(),
+        "resource servers that may call `POST /introspect` with HTTP Basic, each "
+        "`client_id:secret` (or `client_id:sha256:<hex digest of the secret>`); none: the route "
+        "answers 404 (see [Resource servers](resource-servers.md))",
+    )
 
     @property
     def secret_keys(self) -> tuple[bytes, ...]:
@@ -289,6 +317,12 @@ def _check_combinations(settings: AuthSettings, *, lenient: bool) -> None:
             "AUTH_COOKIE_SAMESITE",
             "None needs AUTH_COOKIE_SECURE (browsers drop such cookies)",
             "turn AUTH_COOKIE_SECURE on or use Lax",
+        )
+    if settings.cookie_partitioned and not settings.cookie_secure:
+        raise _config_error(
+            "AUTH_COOKIE_PARTITIONED",
+            "needs AUTH_COOKIE_SECURE (browsers drop a Partitioned cookie that is not Secure)",
+            "turn AUTH_COOKIE_SECURE on, or AUTH_COOKIE_PARTITIONED off for plain http",
         )
     if settings.argon2_profile == "test" and not lenient:
         raise _config_error(

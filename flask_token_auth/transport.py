@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -15,6 +17,7 @@ from flask import jsonify
 from flask import request
 from flask import Response
 from flask_cors import CORS
+from werkzeug.http import dump_cookie
 from werkzeug.sansio.utils import host_is_trusted
 
 from .errors import CsrfFailed
@@ -37,6 +40,9 @@ CSRF_HEADER = "X-CSRF-Token"
 TRANSPORT_HEADER = "X-Token-Transport"
 MAX_USER_AGENT_LENGTH = 512
 CORS_MAX_AGE_SECONDS = 600
+#: What a page may ask of the host's routes opted in (`AuthManager.allow_trusted_origins`).
+HOST_CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+HOST_CORS_HEADERS = ["Authorization", "Content-Type"]
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -113,6 +119,38 @@ def allow_trusted_origins(app: Flask, settings: AuthSettings) -> None:
         # Leave the host's exception handling alone: every auth answer passes after_request.
         intercept_exceptions=False,
     )
+
+
+def allow_trusted_origins_under(app: Flask, settings: AuthSettings, paths: Sequence[str]) -> None:
+    """CORS for AUTH_TRUSTED_ORIGINS on the host's routes under `paths` too, as on the auth
+    routes (which keep their own): credentials allowed, each origin named, preflights
+    answered, and `Vary: Origin` on every answer there. Nothing when no origin is listed."""
+    if not settings.trusted_origins:
+        return
+    under = "|".join(re.escape(path) + (".*" if path.endswith("/") else "(/.*)?") for path in paths)
+    auth_routes = re.escape(settings.url_prefix) + r"(/|\Z)"
+    covered = re.compile(rf"(?!{auth_routes})(?:{under})\Z", re.DOTALL)
+    CORS(
+        app,
+        # Compiled: every flask-cors release then matches it alike, case included.
+        resources={covered: {}},
+        origins=sorted(settings.trusted_origins),
+        supports_credentials=True,
+        allow_headers=HOST_CORS_HEADERS,
+        methods=HOST_CORS_METHODS,
+        max_age=CORS_MAX_AGE_SECONDS,
+        always_send=False,  # a request without Origin is no CORS request
+        vary_header=False,  # added below, to every answer: flask-cors skips it for one origin
+        intercept_exceptions=False,
+    )
+
+    def vary_by_origin(response: Response) -> Response:
+        # Threat: a cache handing the answer made for one origin (or none) to another.
+        if covered.match(unquote(request.path)):
+            response.vary.add("Origin")
+        return response
+
+    app.after_request(vary_by_origin)
 
 
 def check_origin(state: AuthState) -> None:
@@ -277,17 +315,49 @@ def clear_token_cookies(response: Response, state: AuthState) -> None:
 def _set_cookie(
     response: Response, state: AuthState, name: str, value: str, *, max_age: int
 ) -> None:
-    settings = state.settings
     refresh = name == REFRESH_COOKIE
-    response.set_cookie(
+    add_cookie(
+        response,
+        state.settings,
         name,
         value,
         max_age=max_age,
         # The refresh token goes only to the auth endpoints and never to scripts (XSS);
         # the CSRF value must be readable by the page's scripts to be echoed in a header.
-        path=settings.url_prefix if refresh else "/",
+        path=state.settings.url_prefix if refresh else "/",
         httponly=refresh,
+    )
+
+
+def add_cookie(
+    response: Response,
+    settings: AuthSettings,
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    path: str,
+    httponly: bool,
+) -> None:
+    """Add a Set-Cookie header for `name` with the AUTH_COOKIE_* settings: Secure, SameSite,
+    Domain, and Partitioned with AUTH_COOKIE_PARTITIONED."""
+    header = dump_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        httponly=httponly,
         secure=settings.cookie_secure,
         samesite=settings.cookie_samesite,
         domain=settings.cookie_domain,
+        max_size=response.max_cookie_size,
     )
+    if settings.cookie_partitioned:
+        header = add_partitioned_attribute(header)
+    response.headers.add("Set-Cookie", header)
+
+
+def add_partitioned_attribute(header: str) -> str:
+    """`header` with the Partitioned attribute last, as Werkzeug 3.1 writes it: the
+    `partitioned` argument of `dump_cookie` is new in 3.1, and 3.0 is supported."""
+    return f"{header}; Partitioned"

@@ -13,9 +13,11 @@ from flask import jsonify
 from flask import request
 from flask import Response
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import NotFound
 
 from . import accounts
 from . import devices
+from . import introspection
 from . import metrics
 from . import revocation
 from . import rotation
@@ -26,7 +28,10 @@ from .decorators import bearer_token_from_header
 from .decorators import current_claims
 from .decorators import current_user
 from .decorators import signed_request_claims
+from .error_handlers import REALM
+from .error_handlers import render_auth_error
 from .errors import AccessDenied
+from .errors import Conflict
 from .errors import InvalidGrant
 from .errors import InvalidToken
 from .errors import NotFound as SessionNotFound
@@ -48,7 +53,6 @@ from .validation import is_session_id
 # The blueprint with its routes: importing it from here is what registers them.
 __all__ = ["blueprint"]
 
-JWKS_MAX_AGE_SECONDS = 300
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 logger = logging.getLogger(__name__)
 
@@ -272,6 +276,19 @@ def change_password() -> Response:
     return Response(status=204)
 
 
+@blueprint.get("/cookie-check")
+def cookie_check() -> Response:
+    """204 if the refresh cookie came, with the CSRF header bound to it: what a refresh needs,
+    checked without rotating (the browser module asks after a login). 409 if it did not come:
+    the browser refused it (a Secure cookie over http, a cookie of another site)."""
+    if refresh_token_from_request(auth_state(), {}) is None:
+        raise Conflict(
+            "the refresh cookie did not come with this request: the browser refused it (a "
+            "Secure cookie over http, or a cookie of another site) or was never sent one"
+        )
+    return Response(status=204)
+
+
 @blueprint.get("/client.js")
 def browser_client() -> Response:
     """The browser module (ES module, no dependencies); its types at client.d.ts."""
@@ -281,6 +298,18 @@ def browser_client() -> Response:
 @blueprint.get("/client.d.ts")
 def browser_client_types() -> Response:
     return _static("client.d.ts", "application/typescript")
+
+
+@blueprint.get("/react.js")
+def react_binding() -> Response:
+    """`AuthProvider` and `useAuth()` over client.js, an ES module that imports `react` by its
+    bare name (an import map or a bundler resolves it); its types at react.d.ts."""
+    return _static("react.js", "text/javascript")
+
+
+@blueprint.get("/react.d.ts")
+def react_binding_types() -> Response:
+    return _static("react.d.ts", "application/typescript")
 
 
 def _static(name: str, mimetype: str) -> Response:
@@ -302,6 +331,24 @@ def openapi() -> Response:
 
 @blueprint.get("/jwks.json")
 def jwks() -> Response:
-    response = jsonify(auth_state().keys.jwks())
-    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_SECONDS}"
+    state = auth_state()
+    response = jsonify(state.keys.jwks())
+    max_age = int(state.settings.jwks_max_age.total_seconds())
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
     return response
+
+
+@blueprint.post("/introspect")
+def introspect() -> Response:
+    """RFC 7662 introspection for the resource servers of AUTH_INTROSPECTION_CLIENTS; none: 404."""
+    state = auth_state()
+    if not state.settings.introspection_clients:
+        raise NotFound()
+    try:
+        introspection.authenticated_client(state, request.authorization, address=client_key())
+    except introspection.InvalidClient as error:
+        response = render_auth_error(error)
+        response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+        return response
+    token = introspection.presented_token(request.mimetype, request.form)
+    return jsonify(introspection.introspect(state, token, now=datetime.now(UTC)))

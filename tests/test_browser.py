@@ -31,6 +31,7 @@ from tests.helpers import gunicorn
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
+PLAIN_HTTP_HOST = "app.test"
 # Flags that keep a headless Chromium off the network it cannot reach and out of the sandbox
 # that root cannot use.
 CHROMIUM_ARGS = [
@@ -41,6 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Names under .test served by 127.0.0.1, such as PLAIN_HTTP_HOST: http on them is no secure
+    # context (Chromium treats 127.0.0.1 and localhost as secure and keeps their Secure cookies).
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
 ]
 SCREENSHOT = os.environ.get("DEMO_SCREENSHOT")
 
@@ -195,6 +199,39 @@ def test_twenty_calls_after_expiry_make_exactly_one_refresh(browser: Any, tmp_pa
         context.close()
 
 
+def test_twenty_401s_for_one_access_token_make_exactly_one_refresh(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The token a request carried decides whether its 401 needs a refresh, not when the 401
+    came back: the ones that arrive after the refresh are sent again with its token."""
+    with Site(tmp_path, AUTH_ACCESS_TOKEN_TTL="2") as site:
+        site.register("ada@example.com")
+        context = browser.new_context()
+        page = context.new_page()
+        page.clock.install()
+        log_in_on_the_demo_page(page, site, "ada@example.com")
+        # The page's clock stands still from here: the module believes its token fresh and
+        # sends it with every request, and the server, whose clock runs, answers 401.
+        page.clock.pause_at(int(time.time() * 1000) + 100)
+        time.sleep(2.5)
+        refreshes: list[str] = []
+        page.on(
+            "request",
+            lambda r: refreshes.append(r.method) if r.url == site.base + "/auth/refresh" else None,
+        )
+        before = site.count("refreshed")
+
+        statuses = page.evaluate(
+            "async () => Promise.all(Array.from({length: 20},"
+            " () => window.demoAuth.fetch('/api/hello').then((r) => r.status)))"
+        )
+
+        assert statuses == [200] * 20
+        assert refreshes == ["POST"]
+        assert site.count("refreshed") == before + 1
+        context.close()
+
+
 def test_three_tabs_refreshing_together_all_stay_logged_in(browser: Any, site: Site) -> None:
     site.register("ada@example.com")
     context = browser.new_context()
@@ -343,6 +380,115 @@ def test_a_listed_origin_works_end_to_end_and_another_cannot(browser: Any, tmp_p
         for server in (listed, stranger):
             server.shutdown()
             server.server_close()
+
+
+# A page on another origin with the module pointed at the API, for the tests to drive.
+CLIENT_PAGE = """<!doctype html><script type="module">
+import {{ createAuthClient }} from "{api}/auth/client.js";
+window.auth = createAuthClient({{ apiOrigin: "{api}" }});
+window.login = () => window.auth.login("ada@example.com", "{password}")
+  .then(() => "ok", (e) => [e.name, e.message]);
+window.get = (input) => window.auth.fetch(input)
+  .then(async (r) => [r.status, r.headers.get("Content-Type")]);
+document.body.dataset.ready = "true";
+</script><body></body>"""
+
+
+def test_a_relative_url_goes_to_the_api_origin_with_the_token(browser: Any, tmp_path: Path) -> None:
+    """docs/clients.md, In the browser: with `apiOrigin`, `auth.fetch("/path")` is the API's
+    `/path` (an auth route here: the host's /api/ routes answer no other origin by default)."""
+    pages = tmp_path / "relative"
+    pages.mkdir()
+    server, origin = serve_page(pages)
+    try:
+        with Site(tmp_path, AUTH_TRUSTED_ORIGINS=origin) as site:
+            (pages / "index.html").write_text(CLIENT_PAGE.format(api=site.base, password=PASSWORD))
+            site.register("ada@example.com")
+            page = browser.new_context().new_page()
+            page.goto(origin + "/index.html")
+            page.wait_for_selector("body[data-ready=true]", state="attached")
+            assert page.evaluate("window.login()") == "ok"
+            sent: list[str] = []
+            page.on("request", lambda r: sent.append(r.url))
+
+            answers = [
+                page.evaluate(f"window.get({argument})")
+                for argument in ('"/auth/me"', '"auth/sessions?limit=1"')
+            ]
+            # An absolute URL on the page's own origin stays there, without the token.
+            own = page.evaluate(f'window.get("{origin}/index.html")')
+
+            assert answers == [[200, "application/json"]] * 2
+            assert own == [200, "text/html"]
+            assert sent == [
+                f"{site.base}/auth/me",
+                f"{site.base}/auth/sessions?limit=1",
+                f"{origin}/index.html",
+            ]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+COOKIES_REFUSED = ("AUTH_COOKIE_SECURE", "backend-for-frontend", "docs/clients.md")
+
+
+def test_login_rejects_when_secure_cookies_come_over_plain_http(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The browser drops Secure cookies sent over http: login() says so and ends the session
+    at once, instead of the first refresh logging the user out."""
+    with Site(
+        tmp_path, AUTH_COOKIE_SECURE="true", TRUSTED_HOSTS=f"127.0.0.1,{PLAIN_HTTP_HOST}"
+    ) as site:
+        site.register("ada@example.com")
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(site.base.replace("127.0.0.1", PLAIN_HTTP_HOST) + "/")
+        page.wait_for_selector("body[data-ready=true]")
+
+        outcome = page.evaluate(
+            f"window.demoAuth.login('ada@example.com', '{PASSWORD}')"
+            ".then(() => 'ok', (e) => [e.name, e.message])"
+        )
+
+        assert outcome[0] == "CookiesRefused"
+        assert all(words in outcome[1] for words in COOKIES_REFUSED), outcome[1]
+        assert page.evaluate("window.demoAuth.loggedIn") is False
+        assert context.cookies() == []
+        assert site.count("login_succeeded") == 1
+        assert site.count("logout") == 1  # the session no browser can keep is over
+        context.close()
+
+
+def test_login_rejects_when_an_api_on_another_site_cannot_set_cookies(
+    browser: Any, tmp_path: Path
+) -> None:
+    """A page on localhost and the API on 127.0.0.1 are two sites: the browser refuses the
+    API's SameSite=Strict cookies, and login() says so."""
+    pages = tmp_path / "other-site"
+    pages.mkdir()
+    server, same_site_origin = serve_page(pages)
+    origin = same_site_origin.replace("127.0.0.1", "localhost")
+    try:
+        with Site(tmp_path, AUTH_TRUSTED_ORIGINS=origin) as site:
+            (pages / "index.html").write_text(CLIENT_PAGE.format(api=site.base, password=PASSWORD))
+            site.register("ada@example.com")
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(origin + "/index.html")
+            page.wait_for_selector("body[data-ready=true]", state="attached")
+
+            outcome = page.evaluate("window.login()")
+
+            assert outcome[0] == "CookiesRefused"
+            assert all(words in outcome[1] for words in COOKIES_REFUSED), outcome[1]
+            assert context.cookies() == []
+            assert site.count("logout") == 1
+            context.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -25,11 +26,14 @@ from flask import jsonify
 from flask import request
 from flask import Response
 from flask.testing import FlaskClient
+from jwt.algorithms import get_default_algorithms
 from werkzeug.test import TestResponse
 
+import config as service_config
 from app import db
 from flask_token_auth.errors import InvalidToken
 from flask_token_auth.keys import generate_key_pair_pem
+from flask_token_auth.keys import key_thumbprint
 from flask_token_auth.keys import KeySet
 from flask_token_auth.keys import load_key_set
 from flask_token_auth.models import AuthEvent
@@ -374,6 +378,159 @@ def test_private_key_that_is_not_pem_is_refused_naming_the_key(tmp_path: Path) -
             AUTH_JWT_ALGORITHM="EdDSA",
             AUTH_JWT_PRIVATE_KEY="not a PEM key",
         )
+
+
+# Named kids and staged rotation (docs/operations.md#rotating-the-signing-key)
+
+
+def named(kid: str, public_pem: str) -> str:
+    """One key of AUTH_JWT_PUBLIC_KEYS as the environment writes it: `kid=NAME` above its PEM."""
+    return f"kid={kid}\n{public_pem}"
+
+
+def kids(keys: KeySet) -> list[str]:
+    return [jwk["kid"] for jwk in keys.jwks()["keys"]]
+
+
+def thumbprint_of(public_pem: str, algorithm: str) -> str:
+    public_key = serialization.load_pem_public_key(public_pem.encode())
+    return key_thumbprint(get_default_algorithms()[algorithm].to_jwk(public_key, as_dict=True))
+
+
+@pytest.mark.parametrize("algorithm", ASYMMETRIC)
+def test_the_private_key_signs_under_the_kid_its_public_key_is_published_with(
+    key_pairs: KeyPairs, algorithm: str
+) -> None:
+    (old_private, old_public), (new_private, new_public) = key_pairs[algorithm]
+    listed = {"2025-07": old_public, "2026-01": new_public}
+    publishing_settings = asymmetric_settings(algorithm, old_private, AUTH_JWT_PUBLIC_KEYS=listed)
+    switched_settings = asymmetric_settings(algorithm, new_private, AUTH_JWT_PUBLIC_KEYS=listed)
+
+    publishing = load_key_set(publishing_settings)
+    switched = load_key_set(switched_settings)
+
+    assert (publishing.signing_kid, kids(publishing)) == ("2025-07", ["2025-07", "2026-01"])
+    # Each key once, the signing key first; the new key signs under the name verifiers fetched.
+    assert (switched.signing_kid, kids(switched)) == ("2026-01", ["2026-01", "2025-07"])
+    token = issue_access_token(
+        keys=switched,
+        settings=switched_settings,
+        user_id=7,
+        role="user",
+        session_id="s-7",
+        now=datetime.now(UTC),
+    )
+    assert jwt.get_unverified_header(token)["kid"] == "2026-01"
+    fetched_before = {jwk["kid"]: jwk for jwk in publishing.jwks()["keys"]}
+    key = jwt.PyJWK(fetched_before["2026-01"], algorithm=algorithm).key
+    assert jwt.decode(token, key, algorithms=[algorithm], audience=AUDIENCE)["sub"] == "7"
+
+
+@pytest.mark.parametrize("first_named", [False, True])
+def test_every_stage_signs_with_a_kid_the_stage_before_published(
+    key_pairs: KeyPairs, first_named: bool
+) -> None:
+    """The stages of a rotation, from a key never named (its kid is its thumbprint) or from a
+    named one: each stage signs with a kid the stage before published, and the kid that
+    signed before stays published until the key is retired."""
+    (old_private, old_public), (new_private, new_public) = key_pairs["EdDSA"]
+    old_entry = named("2025-07", old_public) if first_named else old_public
+    old_kid = "2025-07" if first_named else thumbprint_of(old_public, "EdDSA")
+    stages = [
+        (old_private, [old_entry]),  # one key
+        (old_private, [old_entry, named("2026-01", new_public)]),  # (a) publish the next key
+        (new_private, [old_entry, named("2026-01", new_public)]),  # (c) sign with it
+        (new_private, [named("2026-01", new_public)]),  # (d) retire the old key
+    ]
+
+    key_sets = [
+        load_key_set(asymmetric_settings("EdDSA", private, AUTH_JWT_PUBLIC_KEYS=public))
+        for private, public in stages
+    ]
+
+    assert [keys.signing_kid for keys in key_sets] == [old_kid, old_kid, "2026-01", "2026-01"]
+    assert [kids(keys) for keys in key_sets] == [
+        [old_kid],
+        [old_kid, "2026-01"],
+        ["2026-01", old_kid],
+        ["2026-01"],
+    ]
+    for before, after in itertools.pairwise(key_sets):
+        assert after.signing_kid in kids(before)
+    assert [(keys.old_kids, keys.next_kids) for keys in key_sets] == [
+        ((), ()),
+        ((), ("2026-01",)),
+        ((old_kid,), ()),
+        ((), ()),
+    ]
+
+
+def test_public_keys_from_the_environment_name_their_kids(key_pairs: KeyPairs) -> None:
+    """docs/configuration.md: a line `kid=NAME` above a PEM names it (or `kid=NAME` and the PEM
+    on one line); keys are separated by line breaks or, as before, by commas; a key without a
+    name has its thumbprint as kid."""
+    (private, public), (_, other_public) = key_pairs["ES256"]
+    environment = {"AUTH_JWT_ALGORITHM": "ES256", "AUTH_JWT_PRIVATE_KEY": private}
+    texts = {
+        f"kid=2025-07\n{public}\nkid=2026-01 {other_public}": ["2025-07", "2026-01"],
+        f"{public},{named('2026-01', other_public)},": [thumbprint_of(public, "ES256"), "2026-01"],
+        f"kid=2025-07\r\n{public.replace(chr(10), chr(13) + chr(10))}\r\n{other_public}": [
+            "2025-07",
+            thumbprint_of(other_public, "ES256"),
+        ],
+    }
+
+    for text, expected in texts.items():
+        read = service_config.auth_settings({**environment, "AUTH_JWT_PUBLIC_KEYS": text})
+        assert kids(load_key_set(settings_for(**read))) == expected, text
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("kid=2026-01\n", "expected `kid=NAME` or a PEM key at 'kid=2026-01'"),
+        ("garbage\n{public}", "expected `kid=NAME` or a PEM key at 'garbage'"),
+        ("kid=two words\n{public}", "expected `kid=NAME` or a PEM key at 'kid=two words'"),
+        ("kid=a/b\n{public}", "'a/b' is not a kid"),
+        ("{public}kid=x\n{public}", "the key {thumbprint} is listed again as x"),
+        ("kid=x\n{public}kid=x\n{other}", "two keys have the kid x"),
+        # A private key pasted by mistake, cut short: its first line only is shown.
+        ("{broken}", "expected `kid=NAME` or a PEM key at '-----BEGIN PRIVATE KEY-----'"),
+    ],
+)
+def test_public_keys_that_cannot_be_read_are_refused_naming_the_key(
+    key_pairs: KeyPairs, text: str, problem: str
+) -> None:
+    (private, public), (_, other) = key_pairs["EdDSA"]
+    thumbprint = thumbprint_of(public, "EdDSA")
+    broken = private.replace("-----END PRIVATE KEY-----", "")
+    value = text.format(public=public, other=other, broken=broken)
+
+    with pytest.raises(RuntimeError, match=r"^AUTH_JWT_PUBLIC_KEYS: ") as raised:
+        load_key_set(asymmetric_settings("EdDSA", private, AUTH_JWT_PUBLIC_KEYS=value))
+    assert problem.format(thumbprint=thumbprint) in str(raised.value)
+    assert private.splitlines()[1] not in str(raised.value)
+
+
+def test_the_jwks_max_age_is_the_setting(keyed_app: AppFactory, key_pairs: KeyPairs) -> None:
+    """docs/configuration.md, AUTH_JWKS_MAX_AGE (5 min): the JWKS's `Cache-Control: max-age`,
+    the least wait between publishing a key and signing with it."""
+    private_pem = key_pairs["EdDSA"][0][0]
+    headers = {}
+    for max_age in (None, 60, 0):
+        overrides = {} if max_age is None else {"AUTH_JWKS_MAX_AGE": max_age}
+        application = keyed_app(
+            AUTH_JWT_ALGORITHM="EdDSA", AUTH_JWT_PRIVATE_KEY=private_pem, **overrides
+        )
+        response = application.test_client().get("/auth/jwks.json")
+        assert response.status_code == 200
+        headers[max_age] = response.headers["Cache-Control"]
+
+    assert headers == {
+        None: "public, max-age=300",
+        60: "public, max-age=60",
+        0: "public, max-age=0",
+    }
 
 
 # verify_access_token, without a database

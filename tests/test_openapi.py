@@ -16,8 +16,11 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.checks import response_schema_conformance
 from schemathesis.checks import status_code_conformance
 
+from flask_token_auth.state import auth_state
+from flask_token_auth.transport import csrf_cookie_name
 from tests.helpers import login
 from tests.helpers import register
+from tests.helpers import set_cookies
 
 EXAMPLES_PER_OPERATION = 25
 
@@ -36,6 +39,48 @@ def test_the_document_lists_exactly_the_routes(app: Flask) -> None:
     }
     assert documented == routed
     assert document["openapi"] == "3.1.0"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "app_config",
+    [{}, {"AUTH_COOKIE_SECURE": False}, {"AUTH_COOKIE_DOMAIN": "example.com"}],
+    ids=["secure host-only", "plain http", "a domain"],
+)
+def test_refresh_and_logout_declare_the_cookie_transport(app: Flask) -> None:
+    """The refresh cookie, the CSRF cookie under the name the app sets, and the X-CSRF-Token
+    header; logout's credentials: the access token, or the cookies and the header, or the
+    body's token (no scheme)."""
+    client = app.test_client()
+    register(client)
+    csrf_cookie = csrf_cookie_name(auth_state(app))
+    assert {"refresh_token", csrf_cookie} <= set(set_cookies(login(client)))
+    document = client.get("/auth/openapi.json").json
+    cookie_transport = {
+        ("cookie", "refresh_token"),
+        ("cookie", csrf_cookie),
+        ("header", "X-CSRF-Token"),
+    }
+    for path in ("/auth/refresh", "/auth/logout"):
+        parameters = document["paths"][path]["post"]["parameters"]
+        declared = {(parameter["in"], parameter["name"]) for parameter in parameters}
+        assert cookie_transport <= declared, path
+        assert not any(parameter["required"] for parameter in parameters)  # or the body's
+    schemes = document["components"]["securitySchemes"]
+    assert {
+        name: schemes[name] for name in ("bearer", "refreshCookie", "csrfCookie", "csrfHeader")
+    } == {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "refreshCookie": {"type": "apiKey", "in": "cookie", "name": "refresh_token"},
+        "csrfCookie": {"type": "apiKey", "in": "cookie", "name": csrf_cookie},
+        "csrfHeader": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+    }
+    assert document["paths"]["/auth/logout"]["post"]["security"] == [
+        {"bearer": []},
+        {"refreshCookie": [], "csrfCookie": [], "csrfHeader": []},
+        {},
+    ]
+    assert "security" not in document["paths"]["/auth/refresh"]["post"]
 
 
 @pytest.mark.slow

@@ -29,6 +29,8 @@ PACKAGE_DATA = {
     f"{PACKAGE}/py.typed",
     f"{PACKAGE}/static/client.js",
     f"{PACKAGE}/static/client.d.ts",
+    f"{PACKAGE}/static/react.js",
+    f"{PACKAGE}/static/react.d.ts",
 }
 EXTRAS = {"postgres", "mysql", "redis", "client", "metrics", "server", "bcrypt"}
 BUILD_TIMEOUT_SECONDS = 300

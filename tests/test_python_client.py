@@ -1,6 +1,7 @@
 """The Python client (`flask_token_auth.client`) against the live app under gunicorn: stale
-access tokens refreshed once, one refresh shared by threads and by tasks, a lost refresh answer
-recovered by a replay, the end of a session, and the token stores."""
+access tokens refreshed once, short-lived ones at half their life, one refresh shared by threads
+and by tasks, a lost refresh answer recovered by a retry at once, the end of a session, and the
+token stores."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import os
 import stat
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ from flask_token_auth.client import SessionEnded
 from flask_token_auth.client import TokenAuth
 from tests import test_gunicorn
 from tests.conftest import PASSWORD
+from tests.conftest import SECRET
+from tests.helpers import call
+from tests.helpers import claims_of
+from tests.helpers import gunicorn
 from tests.helpers import rows
 from tests.helpers import scalar
 
@@ -37,6 +42,8 @@ pytestmark = pytest.mark.slow
 server = test_gunicorn.server  # the fixture: gunicorn serving the app on the test database
 #: The live tests: each starts gunicorn, so MariaDB's run, which adds nothing here, is left out.
 two_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+#: What depends on the client and the clock alone.
+one_database = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 EMAIL = "ada@example.com"
 RACERS = 16
 TIMEOUT = 30.0
@@ -44,6 +51,13 @@ TIMEOUT = 30.0
 #: by the server although its `exp` is an hour away (refreshed on the 401, and retried).
 STALENESS = pytest.mark.parametrize("expired", [True, False], ids=["expired", "refused"])
 Answer = Callable[[httpx.Request], httpx.Response]
+#: Seconds an access token lives on `short_lived_server`, and how many lifetimes a test spans.
+SHORT_TTL = 4
+LIFETIMES = 2
+#: Refreshes a minute from one address there: a client refreshing before each of its calls,
+#: as it did with a 30 s margin and tokens of 30 s or less, meets it within the test.
+REFRESH_LIMIT = 12
+CALL_INTERVAL = 0.25
 
 
 def stale_token(*, expired: bool) -> str:
@@ -101,8 +115,8 @@ def test_a_stale_access_token_is_refreshed_once(server: str, app: Flask, expired
         response = client.get("/auth/me")
         assert response.status_code == 200
         assert response.json()["user"]["email"] == EMAIL
-        # Before the call (the refresh's answer), or after its 401 (then the refresh's).
-        assert [past.status_code for past in response.history] == ([200] if expired else [401, 200])
+        # The refresh goes through the client that logged in: only a 401 is in the history.
+        assert [past.status_code for past in response.history] == ([] if expired else [401])
         assert count_events(app, "refreshed") == 1
         assert auth.store.load() != login_token
         assert holds_the_live_token(app, auth)
@@ -149,48 +163,206 @@ def test_tasks_share_one_refresh(server: str, app: Flask, expired: bool) -> None
     assert scalar(app, "SELECT revoked_reason FROM auth_sessions") == "logout"
 
 
-class LoseFirstRefreshAnswer(httpx.HTTPTransport):
-    """The real transport, except that the answer to the first refresh is lost: the server
-    has rotated the token, and the client sees a dropped connection."""
+class LoseRefreshAnswers(httpx.HTTPTransport):
+    """The real transport, except that the answers to the first `lost` refreshes are lost: the
+    server has rotated the token (or answered from its grace window), and the client sees a
+    dropped connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lost: int) -> None:
         super().__init__()
+        self.lost = lost
         self.presented: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
         if request.url.path == "/auth/refresh":
             self.presented.append(json.loads(request.content)["refresh_token"])
-            if len(self.presented) == 1:
+            if len(self.presented) <= self.lost:
                 response.close()
                 raise httpx.ReadError("the connection was lost", request=request)
         return response
 
 
+class LoseRefreshAnswersAsync(httpx.AsyncHTTPTransport):
+    """`LoseRefreshAnswers` for an AsyncClient."""
+
+    def __init__(self, *, lost: int) -> None:
+        super().__init__()
+        self.lost = lost
+        self.presented: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.url.path == "/auth/refresh":
+            self.presented.append(json.loads(request.content)["refresh_token"])
+            if len(self.presented) <= self.lost:
+                await response.aclose()
+                raise httpx.ReadError("the connection was lost", request=request)
+        return response
+
+
+def assert_one_live_chain(app: Flask, auth: TokenAuth, *, refreshed: int) -> None:
+    """`refreshed` answers (rotations, and replays in their grace window), no fork of the chain,
+    the session kept, and the client holding its live token."""
+    assert count_events(app, "refreshed") == refreshed
+    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == 2
+    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NULL") == 1
+    assert count_events(app, "refresh_reuse_detected") == 0
+    assert holds_the_live_token(app, auth)
+
+
 @two_databases
 @pytest.mark.parametrize("callers", [1, RACERS])
-def test_a_lost_refresh_answer_is_recovered_by_a_replay(
-    server: str, app: Flask, callers: int
-) -> None:
-    """The caller whose refresh lost its answer gets the transport error; a request waiting
-    on that refresh, or the next one, replays the same token and gets the live one."""
+def test_a_lost_refresh_answer_is_sent_again_at_once(server: str, app: Flask, callers: int) -> None:
+    """The refresh whose answer was lost is retried once by the client, inside the grace
+    window: every caller, the one that refreshed and those waiting on it, gets its answer."""
     register(server)
-    transport = LoseFirstRefreshAnswer()
+    transport = LoseRefreshAnswers(lost=1)
     auth = TokenAuth(MemoryTokenStore())
     with httpx.Client(base_url=server, auth=auth, transport=transport, timeout=TIMEOUT) as client:
         auth.log_in(client, EMAIL, PASSWORD)
         login_token = auth.store.load()
         auth.set_access_token(stale_token(expired=True))
         outcomes = race(callers, lambda: client.get("/auth/me").status_code)
-        assert Counter(outcomes) == Counter({httpx.ReadError: 1, 200: callers - 1})
-        assert client.get("/auth/me").status_code == 200
-    assert transport.presented == [login_token, login_token]
-    assert count_events(app, "refreshed") == 2  # the rotation, then the replay in its grace
+        assert outcomes == [200] * callers
+        assert client.get("/auth/me").status_code == 200  # with the new token, no refresh
+    assert transport.presented == [login_token, login_token]  # exactly one retry
     assert auth.store.load() != login_token
-    assert holds_the_live_token(app, auth)
-    assert scalar(app, "SELECT COUNT(*) FROM refresh_tokens") == 2  # no fork of the chain
-    assert scalar(app, "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NULL") == 1
-    assert count_events(app, "refresh_reuse_detected") == 0
+    assert_one_live_chain(app, auth, refreshed=2)  # the rotation, then the retry's answer
+
+
+@two_databases
+def test_tasks_retry_a_lost_refresh_answer_at_once(server: str, app: Flask) -> None:
+    register(server)
+    transport = LoseRefreshAnswersAsync(lost=1)
+    auth = TokenAuth(MemoryTokenStore())
+
+    async def main() -> tuple[str | None, list[int]]:
+        async with httpx.AsyncClient(
+            base_url=server, auth=auth, transport=transport, timeout=TIMEOUT
+        ) as client:
+            await auth.log_in_async(client, EMAIL, PASSWORD)
+            login_token = auth.store.load()
+            auth.set_access_token(stale_token(expired=True))
+            responses = await asyncio.gather(*(client.get("/auth/me") for _ in range(RACERS)))
+        return login_token, [response.status_code for response in responses]
+
+    login_token, statuses = asyncio.run(main())
+    assert statuses == [200] * RACERS
+    assert transport.presented == [login_token, login_token]
+    assert auth.store.load() != login_token
+    assert_one_live_chain(app, auth, refreshed=2)
+
+
+@one_database
+def test_a_refresh_lost_twice_is_raised_and_the_next_request_replays_it(
+    server: str, app: Flask
+) -> None:
+    register(server)
+    transport = LoseRefreshAnswers(lost=2)
+    auth = TokenAuth(MemoryTokenStore())
+    with httpx.Client(base_url=server, auth=auth, transport=transport, timeout=TIMEOUT) as client:
+        auth.log_in(client, EMAIL, PASSWORD)
+        login_token = auth.store.load()
+        auth.set_access_token(stale_token(expired=True))
+        with pytest.raises(httpx.ReadError):
+            client.get("/auth/me")
+        assert auth.store.load() == login_token  # kept, for the replay
+        assert client.get("/auth/me").status_code == 200
+    assert transport.presented == [login_token] * 3
+    assert_one_live_chain(app, auth, refreshed=3)
+
+
+@one_database
+@pytest.mark.parametrize("attached", [True, False], ids=["attached", "not-attached"])
+def test_a_restored_session_retries_through_the_client_attached(
+    server: str, app: Flask, attached: bool
+) -> None:
+    """A session restored from the store, with no login in this process: its refreshes go
+    through the client given to `attach`, else with the request, whose transport error httpx
+    raises, and the next request replays the token."""
+    register(server)
+    status, _, body = call(server, "/auth/login", {"email": EMAIL, "password": PASSWORD})
+    assert status == 200
+    store = MemoryTokenStore()
+    store.save(body["refresh_token"])
+    auth = TokenAuth(store, base_url=server)
+    transport = LoseRefreshAnswers(lost=1)
+    with httpx.Client(base_url=server, auth=auth, transport=transport, timeout=TIMEOUT) as client:
+        if attached:
+            auth.attach(client)
+        else:
+            with pytest.raises(httpx.ReadError):
+                client.get("/auth/me")
+        assert client.get("/auth/me").status_code == 200
+    assert transport.presented == [body["refresh_token"]] * 2
+    assert_one_live_chain(app, auth, refreshed=2)
+
+
+class RecordCalls(httpx.HTTPTransport):
+    """The real transport, noting every status, and for each refresh when it was sent and
+    which access token the calls carried until then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[int] = []
+        self.refreshes: list[tuple[float, str]] = []
+        self._access_token = ""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/refresh":
+            self.refreshes.append((time.time(), self._access_token))
+        elif "Authorization" in request.headers:
+            self._access_token = request.headers["Authorization"].removeprefix("Bearer ")
+        response = super().handle_request(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
+@pytest.fixture
+def short_lived_server(app: Flask, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """gunicorn with access tokens of SHORT_TTL seconds and the refresh rate limit on, in one
+    worker, so that one counter sees every refresh."""
+    env = {
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": SECRET,
+        "AUTH_COOKIE_SECURE": "false",
+        "AUTH_ACCESS_TOKEN_TTL": str(SHORT_TTL),
+        "AUTH_RATELIMIT_ENABLED": "true",
+        "AUTH_RATELIMIT_REFRESH": f"{REFRESH_LIMIT}/minute",
+    }
+    with gunicorn("wsgi:app", env, tmp_path / "gunicorn.log", workers=1) as base:
+        yield base
+
+
+@one_database
+def test_a_short_lived_access_token_is_refreshed_once_in_its_life(
+    short_lived_server: str, app: Flask
+) -> None:
+    """With tokens shorter-lived than the 30 s margin, the margin is half their life: each is
+    used for its first half and refreshed once, in its second, not before every call (which
+    ran into the refresh rate limit's 429)."""
+    register(short_lived_server)
+    transport = RecordCalls()
+    auth = TokenAuth(MemoryTokenStore())
+    statuses = []
+    with httpx.Client(
+        base_url=short_lived_server, auth=auth, transport=transport, timeout=TIMEOUT
+    ) as client:
+        auth.log_in(client, EMAIL, PASSWORD)
+        deadline = time.monotonic() + LIFETIMES * SHORT_TTL
+        while time.monotonic() < deadline:
+            statuses.append(client.get("/auth/me").status_code)
+            time.sleep(CALL_INTERVAL)
+    assert statuses == [200] * len(statuses)
+    assert set(transport.statuses) == {200}  # no 401 (an expired token sent), no 429
+    assert len(transport.refreshes) >= LIFETIMES
+    # Each refresh replaced a token in the second half of its life, never earlier: with the
+    # 30 s margin, each came at the first call after the token it replaced was issued.
+    for sent_at, replaced in transport.refreshes:
+        expires_at = claims_of(replaced)["exp"]
+        assert expires_at - SHORT_TTL / 2 <= sent_at < expires_at
+    assert count_events(app, "refreshed") == len(transport.refreshes)
 
 
 @two_databases

@@ -6,6 +6,9 @@ export class RefreshFailed extends Error {
   readonly status: number;
 }
 
+/** login() found that the browser did not keep the session's cookies; the message says why. */
+export class CookiesRefused extends Error {}
+
 export interface User {
   id: number;
   email: string;
@@ -32,18 +35,27 @@ export interface AxiosLike {
 
 export interface AuthClient {
   readonly apiOrigin: string;
+  /** AUTH_URL_PREFIX of the server, as given in the options. */
+  readonly prefix: string;
   /** The access token, in memory only (null when logged out). */
   readonly accessToken: string | null;
   /** When the access token expires, in milliseconds since the epoch (0 when logged out). */
   readonly expiresAt: number;
   readonly loggedIn: boolean;
-  /** "logout" fires once the session is over (401 invalid_grant, or a logout here or in a tab). */
-  on(event: "login" | "refresh" | "logout", handler: (detail?: unknown) => void): () => void;
-  /** fetch with the Bearer token for the API origin; refreshes ahead, retries once on 401. */
+  /**
+   * "login" (with the User, when known) fires on a login here or in another tab; "logout" once
+   * the session is over (401 invalid_grant, or a logout here or in a tab).
+   */
+  on(event: "login" | "refresh" | "logout", handler: (detail?: User) => void): () => void;
+  /**
+   * fetch with the Bearer token for the API origin; refreshes ahead, retries once on 401 (one
+   * refresh per access token). A relative URL string is resolved against apiOrigin.
+   */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   /** One refresh, shared by every caller and every tab; SessionEnded or RefreshFailed. */
   refresh(): Promise<void>;
   register(email: string, password: string): Promise<User>;
+  /** Rejects with the server's error, or CookiesRefused if the browser dropped the cookies. */
   login(email: string, password: string): Promise<User>;
   /** After a reload: refresh from the cookie; true if the session is still live. */
   restore(): Promise<boolean>;

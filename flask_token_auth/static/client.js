@@ -7,11 +7,13 @@
 //   await auth.login(email, password);
 //   const response = await auth.fetch("/api/hello");   // Bearer attached, refreshed when needed
 //
-// The access token lives in memory only and goes only to `apiOrigin`. The refresh token is an
-// HttpOnly cookie scripts never see; the CSRF value (useless without that cookie) is kept where
-// a page on another origin can find it again after a reload. One refresh at a time, across the
-// page (a shared promise) and across tabs (Web Locks, results shared by BroadcastChannel).
-// Only a definitive "session over" (401 invalid_grant) logs out; a 403, 429 or 5xx does not.
+// The access token lives in memory only and goes only to `apiOrigin`, against which a relative
+// URL is resolved. The refresh token is an HttpOnly cookie scripts never see; the CSRF value
+// (useless without that cookie) is kept where a page on another origin can find it again after a
+// reload. One refresh per access token, however many requests it failed, and one at a time,
+// across the page (a shared promise) and across tabs (Web Locks, results shared by
+// BroadcastChannel). Only a definitive "session over" (401 invalid_grant) logs out; a 403, 429
+// or 5xx does not. A login whose cookies the browser refused is rejected (CookiesRefused).
 
 const CSRF_COOKIES = ["__Host-csrf_token", "csrf_token"];
 const AUTH_PATHS = ["/login", "/register", "/refresh", "/logout"];
@@ -35,6 +37,20 @@ export class RefreshFailed extends Error {
   }
 }
 
+export class CookiesRefused extends Error {
+  constructor() {
+    super(
+      "the browser did not keep the session's cookies, so the first refresh would end the " +
+        "session: Secure cookies need https (AUTH_COOKIE_SECURE=false is for local http " +
+        "development only), and browsers block cookies of an API on another site: serve the API " +
+        "from the page's site (a subdomain, AUTH_COOKIE_DOMAIN), set AUTH_COOKIE_SAMESITE=None " +
+        "with AUTH_COOKIE_PARTITIONED=true, or put it behind a backend-for-frontend " +
+        "(see docs/clients.md)",
+    );
+    this.name = "CookiesRefused";
+  }
+}
+
 export function createAuthClient(options = {}) {
   const apiOrigin = new URL(options.apiOrigin ?? location.origin).origin;
   const prefix = options.prefix ?? "/auth";
@@ -47,12 +63,13 @@ export function createAuthClient(options = {}) {
   let accessToken = null;
   let expiresAt = 0;
   let lifetimeMs = 0;
-  let generation = 0;
   let inflight = null;
   let timer = null;
 
   const emit = (name, detail) => listeners[name].forEach((handler) => handler(detail));
   const api = (path) => `${apiOrigin}${prefix}${path}`;
+  // A relative URL names a resource of the API, on its origin when that is not the page's.
+  const base = () => (apiOrigin === location.origin ? location.href : `${apiOrigin}/`);
 
   function isOurs(url) {
     return url.origin === apiOrigin;
@@ -75,17 +92,19 @@ export function createAuthClient(options = {}) {
     return localStorage.getItem(csrfKey);
   }
 
-  function adopt(body, { announce = true } = {}) {
+  function adopt(body) {
     accessToken = body.access_token;
     lifetimeMs = body.expires_in * 1000;
     expiresAt = Date.now() + lifetimeMs;
-    generation += 1;
     if (body.csrf_token && apiOrigin !== location.origin) {
       localStorage.setItem(csrfKey, body.csrf_token);
     }
     schedule();
-    if (announce && channel) {
-      channel.postMessage({ type: "tokens", access_token: accessToken, expires_at: expiresAt });
+    if (channel) {
+      // A login's user too: another tab may show someone else until it hears of this one.
+      channel.postMessage({
+        type: "tokens", access_token: accessToken, expires_at: expiresAt, user: body.user,
+      });
     }
   }
 
@@ -93,7 +112,6 @@ export function createAuthClient(options = {}) {
     const wasLoggedIn = accessToken !== null;
     accessToken = null;
     expiresAt = 0;
-    generation += 1;
     clearTimeout(timer);
     localStorage.removeItem(csrfKey);
     if (announce && channel) channel.postMessage({ type: "logout" });
@@ -120,9 +138,9 @@ export function createAuthClient(options = {}) {
         accessToken = data.access_token;
         lifetimeMs = Math.max(lifetimeMs, data.expires_at - Date.now());
         expiresAt = data.expires_at;
-        generation += 1;
         schedule();
-        emit(wasLoggedOut ? "login" : "refresh");
+        if (wasLoggedOut || data.user) emit("login", data.user);
+        else emit("refresh");
       } else if (data.type === "logout") {
         forget({ announce: false });
       }
@@ -159,9 +177,9 @@ export function createAuthClient(options = {}) {
     }
   }
 
-  async function refreshNow(seenGeneration) {
+  async function refreshNow(replaced) {
     // Another tab (or this one) refreshed while we waited for the lock: take its result.
-    if (generation !== seenGeneration && !stale()) return;
+    if (accessToken !== replaced && !stale()) return;
     const response = await sendRefresh();
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
@@ -181,41 +199,72 @@ export function createAuthClient(options = {}) {
     ? navigator.locks.request(`flask-token-auth:refresh:${apiOrigin}`, work)
     : work();
 
-  function refresh() {
+  // The refresh that replaces the access token `replaced`: the one in flight, else a new one.
+  function refreshReplacing(replaced) {
     if (!inflight) {
-      const seen = generation;
-      inflight = exclusively(() => refreshNow(seen)).finally(() => {
+      inflight = exclusively(() => refreshNow(replaced)).finally(() => {
         inflight = null;
       });
     }
     return inflight;
   }
 
-  function authorized(request, url) {
-    // A copy with our Bearer token (for the API origin only); the original stays unread.
+  const refresh = () => refreshReplacing(accessToken);
+
+  function authorized(request, url, token) {
+    // A copy with the Bearer `token` (for the API origin only); the original stays unread.
     const copy = new Request(request.clone(), isOurs(url) ? { credentials: "include" } : {});
-    if (isOurs(url) && accessToken) copy.headers.set("Authorization", `Bearer ${accessToken}`);
+    if (isOurs(url) && token) copy.headers.set("Authorization", `Bearer ${token}`);
     return copy;
   }
 
   async function authFetch(input, init = undefined) {
-    const request = new Request(input, init);
+    // A Request's URL is already absolute (against the page); a relative string is the API's.
+    const request = new Request(input instanceof Request ? input : new URL(input, base()), init);
     const url = new URL(request.url);
     const guarded = isOurs(url) && !isAuthEndpoint(url);
     if (guarded && accessToken !== null && stale()) await refresh().catch(() => {});
-    let response = await fetch(authorized(request, url));
-    if (response.status === 401 && guarded && accessToken !== null) {
+    const sent = accessToken;
+    let response = await fetch(authorized(request, url, sent));
+    if (response.status === 401 && guarded && sent !== null) {
       const body = await response.clone().json().catch(() => ({}));
       if (body.error === "invalid_token") {
-        await refresh();
-        response = await fetch(authorized(request, url));
+        // The token the request carried decides, not when its 401 came back: once replaced,
+        // the request is sent again with its successor, so one token costs one refresh.
+        if (accessToken === sent) await refreshReplacing(sent);
+        if (accessToken !== null) response = await fetch(authorized(request, url, accessToken));
       }
     }
     return response;
   }
 
+  // After a login: whether the browser kept the cookies a refresh needs (a Secure cookie over
+  // http, or a cookie of another site, is dropped), checked without rotating. A check that
+  // cannot answer fails no login; a refused login's session is ended by its access token.
+  async function keptCookies(body) {
+    let response;
+    try {
+      response = await fetch(api("/cookie-check"), {
+        credentials: "include",
+        headers: { "X-CSRF-Token": body.csrf_token ?? "" },
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch {
+      return true;
+    }
+    if (response.status !== 409 && response.status !== 403) return true;
+    await fetch(api("/logout"), {
+      method: "POST",
+      credentials: "omit", // this session's token alone, never a cookie of an older one
+      headers: { Authorization: `Bearer ${body.access_token}` },
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    }).catch(() => {});
+    return false;
+  }
+
   return {
     apiOrigin,
+    prefix,
     on(name, handler) {
       listeners[name].push(handler);
       return () => {
@@ -243,6 +292,7 @@ export function createAuthClient(options = {}) {
       const response = await post("/login", { email, password });
       const body = await response.json();
       if (!response.ok) throw Object.assign(new Error(body.error_description), body);
+      if (!(await keptCookies(body))) throw new CookiesRefused();
       adopt(body);
       emit("login", body.user);
       return body.user;
