@@ -6,6 +6,7 @@ TEST_REQUIRE_BROWSER=1, which turns a skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import secrets
@@ -49,8 +50,10 @@ CHROMIUM_ARGS = [
 SCREENSHOT = os.environ.get("DEMO_SCREENSHOT")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Any]:
+    """Debian's Chromium under Playwright, with CHROMIUM_ARGS and `extra_args`; the test is
+    skipped without it, or fails under TEST_REQUIRE_BROWSER=1."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("TEST_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{CHROMIUM} is missing but TEST_REQUIRE_BROWSER=1")
@@ -60,9 +63,17 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
 
 
 class Site:

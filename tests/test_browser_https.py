@@ -19,7 +19,6 @@ import datetime
 import hashlib
 import http.server
 import ipaddress
-import os
 import ssl
 import sys
 import threading
@@ -39,8 +38,7 @@ from tests.conftest import app_with_tables
 from tests.conftest import PASSWORD
 from tests.conftest import SECRET
 from tests.helpers import gunicorn
-from tests.test_browser import CHROMIUM
-from tests.test_browser import CHROMIUM_ARGS
+from tests.test_browser import chromium
 
 pytestmark = pytest.mark.slow
 #: The names the certificate covers; Chromium resolves every `*.test` name to 127.0.0.1.
@@ -97,25 +95,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 
 @pytest.fixture(scope="module")
 def browser(certificate: Certificate) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("TEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing but TEST_REQUIRE_BROWSER=1")
-        pytest.skip(
-            f"{CHROMIUM} is not installed (apt-get install chromium); browser tests skipped"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--host-resolver-rules=MAP *.test 127.0.0.1",
-                f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    trusted = f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}"
+    with chromium("--host-resolver-rules=MAP *.test 127.0.0.1", trusted) as launched:
+        yield launched
 
 
 @pytest.fixture
