@@ -68,15 +68,23 @@ def verify_request_token() -> AccessClaims:
     """
     state = auth_state()
     now = datetime.now(UTC)
-    claims = signed_request_claims(state, now=now)
-    role = session_role_or_unavailable(state, claims, now=now)
-    if role is None:
+    claims = live_claims(state, signed_request_claims(state, now=now), now=now)
+    if claims is None:
         raise InvalidToken("the session of this access token has ended")
+    setattr(g, _CLAIMS, claims)
+    return claims
+
+
+def live_claims(state: AuthState, claims: AccessClaims, *, now: datetime) -> AccessClaims | None:
+    """`claims` with the role read from the database just now, if their session is live and
+    the user active; None otherwise. TemporarilyUnavailable when the database cannot be asked."""
+    role = _session_role(state, claims, now=now)
+    if role is None:
+        return None
     if state.users.role_column is not None:  # else the role of the login stands
         role = role or DEFAULT_ROLE
         if role != claims.role:
             claims = dataclasses.replace(claims, role=role)
-    setattr(g, _CLAIMS, claims)
     return claims
 
 
@@ -95,9 +103,7 @@ def _stateless_claims() -> AccessClaims:
     return claims
 
 
-def session_role_or_unavailable(
-    state: AuthState, claims: AccessClaims, *, now: datetime
-) -> str | None:
+def _session_role(state: AuthState, claims: AccessClaims, *, now: datetime) -> str | None:
     """The role if the session is live; a database failure is a TemporarilyUnavailable."""
     try:
         return live_session_role(

@@ -15,12 +15,11 @@ from typing import Any
 from werkzeug.datastructures import Authorization
 from werkzeug.datastructures import MultiDict
 
-from .decorators import session_role_or_unavailable
+from .decorators import live_claims
 from .errors import AuthError
 from .errors import InvalidRequest
 from .errors import InvalidToken
 from .state import AuthState
-from .users import DEFAULT_ROLE
 
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
 # The digest an unknown client id is compared with, so that it costs what a wrong secret does.
@@ -73,22 +72,21 @@ def introspect(state: AuthState, token: str, *, now: datetime) -> dict[str, Any]
         claims = state.access_tokens.verify(token, now=now)
     except InvalidToken:
         return {"active": False}
-    role = session_role_or_unavailable(state, claims, now=now)
-    if role is None:
+    live = live_claims(state, claims, now=now)
+    if live is None:
         return {"active": False}
     answer: dict[str, Any] = {
         "active": True,
         "token_type": "Bearer",
         "iss": state.settings.jwt_issuer,
         "aud": state.settings.jwt_audience,
-        "sub": str(claims.user_id),
-        "sid": claims.session_id,
-        # As `current_claims.role`: the column's value, else the role the token was issued with.
-        "role": (role or DEFAULT_ROLE) if state.users.role_column is not None else claims.role,
-        "jti": claims.token_id,
-        "iat": claims.issued_at,
-        "exp": claims.expires_at,
+        "sub": str(live.user_id),
+        "sid": live.session_id,
+        "role": live.role,  # as `current_claims.role`: read just now
+        "jti": live.token_id,
+        "iat": live.issued_at,
+        "exp": live.expires_at,
     }
-    if claims.not_before is not None:
-        answer["nbf"] = claims.not_before
+    if live.not_before is not None:
+        answer["nbf"] = live.not_before
     return answer
